@@ -1,0 +1,42 @@
+# One entry point for humans and CI. `make test` is exactly what .ci/run runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= runs/demo
+
+.PHONY: install test lint rust-test py-test demo bench ext clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Installs s1kit (building the Rust extension in release mode) and every dev tool.
+install: $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+
+lint: install
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest s1kit._core --allowlist .stubtest-allowlist
+
+rust-test:
+	cargo test --workspace --exclude s1kit-py
+
+py-test: install
+	$(PY) -m pytest -q
+
+test: lint rust-test py-test
+
+demo: install
+	$(VENV)/bin/s1kit demo --out $(DEMO_OUT)
+
+# For worktree development without reinstalling: build the extension in place (PYTHONPATH=python).
+ext:
+	cargo build -p s1kit-py --release
+	cp target/release/lib_core.so python/s1kit/_core.abi3.so
+
+clean:
+	rm -rf target $(VENV) python/s1kit/*.so

@@ -1,0 +1,323 @@
+//! [`BudgetBatch`]: slot-indexed rows, advanced together once per decode step.
+//!
+//! Slots are stable indices chosen by the caller (the row's position in its decode batch). Every
+//! per-step call takes arrays with one entry per slot, or per entry of an explicit `rows` index
+//! array, and writes into caller-owned outputs: no allocation per step.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::row::{Plan, RowState};
+use super::spec::CompiledSpec;
+use crate::error::{Error, Result};
+
+/// One occupied slot.
+#[derive(Debug, Clone)]
+struct Row {
+    spec: Arc<CompiledSpec>,
+    state: RowState,
+    /// The states before the last tokens, newest at the back, at most `max_rollback` of them.
+    history: VecDeque<RowState>,
+}
+
+/// Budget-forcing state for a batch of rows with possibly different specs.
+#[derive(Debug, Clone)]
+pub struct BudgetBatch {
+    slots: Vec<Option<Row>>,
+    max_rollback: usize,
+}
+
+/// Mask-mode outputs for one step, in caller-owned arrays.
+pub struct MaskOut<'a> {
+    /// Per entry: the token the row must emit, or -1.
+    pub force: &'a mut [i32],
+    /// Per entry: the token onto which the banned tokens' probability must be moved, or -1.
+    pub redirect: &'a mut [i32],
+    /// Row-major `(entries, width)`: token ids to ban, padded with -1.
+    pub ban: &'a mut [i32],
+    /// Columns of `ban`; at least [`BudgetBatch::ban_width`].
+    pub width: usize,
+}
+
+impl BudgetBatch {
+    /// A batch of `capacity` empty slots; each row keeps its last `max_rollback` states.
+    pub fn new(capacity: usize, max_rollback: usize) -> Self {
+        BudgetBatch {
+            slots: vec![None; capacity],
+            max_rollback,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Depth of the per-row history kept for `rollback`.
+    pub fn max_rollback(&self) -> usize {
+        self.max_rollback
+    }
+
+    fn check_slot(&self, slot: usize) -> Result<()> {
+        if slot >= self.slots.len() {
+            return Err(Error::InvalidArgument(format!(
+                "slot {slot} is outside the batch of capacity {}",
+                self.slots.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn row_mut(&mut self, slot: usize) -> Result<&mut Row> {
+        self.check_slot(slot)?;
+        self.slots[slot].as_mut().ok_or(Error::EmptySlot(slot))
+    }
+
+    /// Put a fresh row with `spec` into `slot`, replacing whatever was there.
+    pub fn insert(&mut self, slot: usize, spec: Arc<CompiledSpec>) -> Result<()> {
+        self.check_slot(slot)?;
+        let state = RowState::initial(&spec);
+        self.slots[slot] = Some(Row {
+            spec,
+            state,
+            history: VecDeque::with_capacity(self.max_rollback),
+        });
+        Ok(())
+    }
+
+    /// The first empty slot, if any.
+    pub fn free_slot(&self) -> Option<usize> {
+        self.slots.iter().position(Option::is_none)
+    }
+
+    /// Empty `slot` (no-op when it is already empty).
+    pub fn remove(&mut self, slot: usize) -> Result<()> {
+        self.check_slot(slot)?;
+        self.slots[slot] = None;
+        Ok(())
+    }
+
+    /// Exchange two slots (either may be empty).
+    pub fn swap(&mut self, a: usize, b: usize) -> Result<()> {
+        self.check_slot(a)?;
+        self.check_slot(b)?;
+        self.slots.swap(a, b);
+        Ok(())
+    }
+
+    /// Move `from` into `to`, leaving `from` empty.
+    pub fn move_row(&mut self, from: usize, to: usize) -> Result<()> {
+        self.check_slot(from)?;
+        self.check_slot(to)?;
+        if from != to {
+            self.slots[to] = self.slots[from].take();
+        }
+        Ok(())
+    }
+
+    /// Return the row in `slot` to its initial state (same spec, no prompt processed).
+    pub fn reset(&mut self, slot: usize) -> Result<()> {
+        let row = self.row_mut(slot)?;
+        row.state = RowState::initial(&row.spec);
+        row.history.clear();
+        Ok(())
+    }
+
+    /// Feed the row's prompt: derives the initial phase (e.g. thinking opened by the template).
+    pub fn process_prompt(&mut self, slot: usize, prompt: &[u32]) -> Result<()> {
+        let row = self.row_mut(slot)?;
+        if let Some(&t) = prompt.iter().find(|&&t| t >= row.spec.spec().vocab_size) {
+            return Err(Error::InvalidArgument(format!(
+                "prompt token {t} is outside the vocabulary of size {}",
+                row.spec.spec().vocab_size
+            )));
+        }
+        row.state.process_prompt(&row.spec, prompt);
+        row.history.clear();
+        Ok(())
+    }
+
+    /// Undo the last `k` tokens of `slot` exactly (e.g. rejected speculative tokens).
+    pub fn rollback(&mut self, slot: usize, k: usize) -> Result<()> {
+        let row = self.row_mut(slot)?;
+        if k > row.history.len() {
+            return Err(Error::RollbackTooDeep {
+                requested: k,
+                available: row.history.len(),
+            });
+        }
+        if k > 0 {
+            let keep = row.history.len() - k;
+            row.state = row.history[keep];
+            row.history.truncate(keep);
+        }
+        Ok(())
+    }
+
+    /// The row in `slot`, if any.
+    pub fn state(&self, slot: usize) -> Option<&RowState> {
+        self.slots.get(slot)?.as_ref().map(|r| &r.state)
+    }
+
+    /// The spec of the row in `slot`, if any.
+    pub fn spec(&self, slot: usize) -> Option<&Arc<CompiledSpec>> {
+        self.slots.get(slot)?.as_ref().map(|r| &r.spec)
+    }
+
+    /// Columns a mask step's `ban` output needs for the rows now in the batch.
+    pub fn ban_width(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| r.spec.ban_width())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn entries(&self, n: usize, rows: Option<&[u32]>) -> Result<()> {
+        match rows {
+            None if n != self.slots.len() => Err(Error::InvalidArgument(format!(
+                "expected one token per slot ({}), got {n}; pass `rows` to step a subset",
+                self.slots.len()
+            ))),
+            Some(r) if r.len() != n => Err(Error::InvalidArgument(format!(
+                "rows has {} entries but tokens has {n}: give one slot index per token",
+                r.len()
+            ))),
+            Some(r) => match r.iter().find(|&&s| s as usize >= self.slots.len()) {
+                Some(s) => Err(Error::InvalidArgument(format!(
+                    "rows holds slot {s}, outside the batch of capacity {}",
+                    self.slots.len()
+                ))),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    fn push_history(row: &mut Row, max_rollback: usize) {
+        if max_rollback == 0 {
+            return;
+        }
+        if row.history.len() == max_rollback {
+            row.history.pop_front();
+        }
+        row.history.push_back(row.state);
+    }
+
+    /// Override mode, one decode step. `sampled[i]` is the model's token for entry `i`; `out[i]`
+    /// receives the token that must replace it, or -1. Empty slots, done and error rows get -1.
+    pub fn step(&mut self, sampled: &[i64], out: &mut [i32]) -> Result<()> {
+        self.step_rows(sampled, None, out)
+    }
+
+    /// [`Self::step`] for the slots listed in `rows` (entry `i` belongs to slot `rows[i]`).
+    pub fn step_rows(
+        &mut self,
+        sampled: &[i64],
+        rows: Option<&[u32]>,
+        out: &mut [i32],
+    ) -> Result<()> {
+        self.entries(sampled.len(), rows)?;
+        if out.len() != sampled.len() {
+            return Err(Error::InvalidArgument(format!(
+                "out has {} entries, sampled has {}: they must match",
+                out.len(),
+                sampled.len()
+            )));
+        }
+        let max_rollback = self.max_rollback;
+        for (i, (&tok, o)) in sampled.iter().zip(out.iter_mut()).enumerate() {
+            let slot = rows.map_or(i, |r| r[i] as usize);
+            *o = match &mut self.slots[slot] {
+                Some(row) if row.state.plan(&row.spec) != Plan::Idle => {
+                    Self::push_history(row, max_rollback);
+                    row.state.step(&row.spec, tok)
+                }
+                _ => -1,
+            };
+        }
+        Ok(())
+    }
+
+    /// Mask mode, before sampling: per entry, a token to force, or tokens to ban and the token
+    /// that receives their probability. Reads state only; call [`Self::advance`] after sampling.
+    pub fn mask(&self, rows: Option<&[u32]>, n: usize, out: MaskOut<'_>) -> Result<()> {
+        self.entries(n, rows)?;
+        let need = self.ban_width();
+        if out.force.len() != n || out.redirect.len() != n || out.ban.len() != n * out.width {
+            return Err(Error::InvalidArgument(format!(
+                "mask outputs must be force ({n}), redirect ({n}) and ban ({n}, width); got {}, {}, {}",
+                out.force.len(),
+                out.redirect.len(),
+                out.ban.len()
+            )));
+        }
+        if out.width < need {
+            return Err(Error::InvalidArgument(format!(
+                "ban has {} columns but the rows need {need}: allocate it with ban_width columns",
+                out.width
+            )));
+        }
+        out.ban.fill(-1);
+        for i in 0..n {
+            let slot = rows.map_or(i, |r| r[i] as usize);
+            out.force[i] = -1;
+            out.redirect[i] = -1;
+            let Some(row) = &self.slots[slot] else {
+                continue;
+            };
+            match row.state.plan(&row.spec) {
+                Plan::Idle => {}
+                Plan::Force(t) => out.force[i] = t as i32,
+                Plan::Free(redirect) => {
+                    let Some(target) = row.state.redirect_target(&row.spec, redirect) else {
+                        continue;
+                    };
+                    out.redirect[i] = target as i32;
+                    let ban = &mut out.ban[i * out.width..(i + 1) * out.width];
+                    let c = &row.spec;
+                    let mut k = 0;
+                    let mut put = |t: u32| {
+                        if row.state.triggers(c, redirect, t) {
+                            ban[k] = t as i32;
+                            k += 1;
+                        }
+                    };
+                    for &t in c.eos() {
+                        put(t);
+                    }
+                    for &t in c.matcher().end_tokens(row.state.matcher_state) {
+                        if !c.is_eos(t) {
+                            put(t);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mask mode, after sampling: the tokens the stack emitted under the last [`Self::mask`].
+    pub fn advance(&mut self, emitted: &[i64], rows: Option<&[u32]>) -> Result<()> {
+        self.entries(emitted.len(), rows)?;
+        let max_rollback = self.max_rollback;
+        for (i, &tok) in emitted.iter().enumerate() {
+            let slot = rows.map_or(i, |r| r[i] as usize);
+            if let Some(row) = &mut self.slots[slot] {
+                if row.state.plan(&row.spec) != Plan::Idle {
+                    Self::push_history(row, max_rollback);
+                    row.state.advance(&row.spec, tok);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `f` to every slot's state (`None` for empty slots), in slot order.
+    pub fn for_each_state(&self, mut f: impl FnMut(usize, Option<&RowState>)) {
+        for (i, s) in self.slots.iter().enumerate() {
+            f(i, s.as_ref().map(|r| &r.state));
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Bindings for `s1kit_core::budget`.
+
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use s1kit_core::budget::{BudgetBatch, BudgetSpec, CompiledSpec, MaskOut, RowState};
+
+use crate::to_py_err;
+
+/// A validated, compiled budget spec (immutable; share one object between rows).
+#[pyclass(name = "BudgetSpec", module = "s1kit._core", frozen)]
+pub struct PyBudgetSpec {
+    inner: Arc<CompiledSpec>,
+}
+
+#[pymethods]
+impl PyBudgetSpec {
+    #[new]
+    #[pyo3(signature = (vocab_size, think_end, *, think_start=vec![], eos=vec![], answer_prefix=vec![],
+        extensions=vec![], max_thinking_tokens=None, min_thinking_tokens=0, num_extensions=0,
+        grace_tokens=0, newline_tokens=vec![], max_answer_tokens=None, answer_stop=vec![]))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vocab_size: u32,
+        think_end: Vec<Vec<u32>>,
+        think_start: Vec<Vec<u32>>,
+        eos: Vec<u32>,
+        answer_prefix: Vec<u32>,
+        extensions: Vec<Vec<u32>>,
+        max_thinking_tokens: Option<u32>,
+        min_thinking_tokens: u32,
+        num_extensions: u32,
+        grace_tokens: u32,
+        newline_tokens: Vec<u32>,
+        max_answer_tokens: Option<u32>,
+        answer_stop: Vec<Vec<u32>>,
+    ) -> PyResult<Self> {
+        let spec = BudgetSpec {
+            vocab_size,
+            think_start,
+            think_end,
+            eos,
+            answer_prefix,
+            extensions,
+            max_thinking_tokens,
+            min_thinking_tokens,
+            num_extensions,
+            grace_tokens,
+            newline_tokens,
+            max_answer_tokens,
+            answer_stop,
+        };
+        Ok(PyBudgetSpec {
+            inner: Arc::new(spec.compile().map_err(to_py_err)?),
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> u32 {
+        self.inner.spec().vocab_size
+    }
+    #[getter]
+    fn think_start(&self) -> Vec<Vec<u32>> {
+        self.inner.spec().think_start.clone()
+    }
+    #[getter]
+    fn think_end(&self) -> Vec<Vec<u32>> {
+        self.inner.spec().think_end.clone()
+    }
+    #[getter]
+    fn eos(&self) -> Vec<u32> {
+        self.inner.spec().eos.clone()
+    }
+    #[getter]
+    fn answer_prefix(&self) -> Vec<u32> {
+        self.inner.spec().answer_prefix.clone()
+    }
+    #[getter]
+    fn extensions(&self) -> Vec<Vec<u32>> {
+        self.inner.spec().extensions.clone()
+    }
+    #[getter]
+    fn max_thinking_tokens(&self) -> Option<u32> {
+        self.inner.spec().max_thinking_tokens
+    }
+    #[getter]
+    fn min_thinking_tokens(&self) -> u32 {
+        self.inner.spec().min_thinking_tokens
+    }
+    #[getter]
+    fn num_extensions(&self) -> u32 {
+        self.inner.spec().num_extensions
+    }
+    #[getter]
+    fn grace_tokens(&self) -> u32 {
+        self.inner.spec().grace_tokens
+    }
+    #[getter]
+    fn newline_tokens(&self) -> Vec<u32> {
+        self.inner.spec().newline_tokens.clone()
+    }
+    #[getter]
+    fn max_answer_tokens(&self) -> Option<u32> {
+        self.inner.spec().max_answer_tokens
+    }
+    #[getter]
+    fn answer_stop(&self) -> Vec<Vec<u32>> {
+        self.inner.spec().answer_stop.clone()
+    }
+    #[getter]
+    fn ban_width(&self) -> usize {
+        self.inner.ban_width()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.inner.spec();
+        format!(
+            "BudgetSpec(vocab_size={}, max_thinking_tokens={:?}, min_thinking_tokens={}, num_extensions={}, think_end={:?})",
+            s.vocab_size, s.max_thinking_tokens, s.min_thinking_tokens, s.num_extensions, s.think_end
+        )
+    }
+}
+
+/// Token ids from the caller: int32 or int64, one-dimensional, C-contiguous.
+fn read_tokens(arr: &Bound<'_, PyAny>, name: &str, buf: &mut Vec<i64>) -> PyResult<()> {
+    buf.clear();
+    if let Ok(a) = arr.cast::<PyArray1<i64>>() {
+        let ro = a.readonly();
+        buf.extend_from_slice(contiguous(&ro, name)?);
+    } else if let Ok(a) = arr.cast::<PyArray1<i32>>() {
+        let ro = a.readonly();
+        buf.extend(contiguous(&ro, name)?.iter().map(|&t| i64::from(t)));
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a one-dimensional numpy array of int32 or int64 (use np.asarray(x, dtype=np.int64))"
+        )));
+    }
+    Ok(())
+}
+
+fn contiguous<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be C-contiguous (use np.ascontiguousarray)"
+        ))
+    })
+}
+
+fn read_rows(rows: Option<&Bound<'_, PyAny>>, buf: &mut Vec<u32>) -> PyResult<bool> {
+    let Some(rows) = rows else { return Ok(false) };
+    if rows.is_none() {
+        return Ok(false);
+    }
+    let mut tmp = Vec::new();
+    read_tokens(rows, "rows", &mut tmp)?;
+    buf.clear();
+    for &r in &tmp {
+        buf.push(
+            u32::try_from(r)
+                .map_err(|_| PyValueError::new_err(format!("rows holds {r}: slots are >= 0")))?,
+        );
+    }
+    Ok(true)
+}
+
+/// Write `vals` into the caller's int32 or int64 output array of the same length.
+fn write_out(out: &Bound<'_, PyAny>, name: &str, vals: &[i32]) -> PyResult<()> {
+    let fill = |n: usize| -> PyResult<()> {
+        if n != vals.len() {
+            return Err(PyValueError::new_err(format!(
+                "{name} has {n} entries, expected {}",
+                vals.len()
+            )));
+        }
+        Ok(())
+    };
+    if let Ok(a) = out.cast::<PyArray1<i32>>() {
+        let mut rw = a.readwrite();
+        fill(rw.len())?;
+        let s = rw.as_slice_mut().map_err(|_| {
+            PyValueError::new_err(format!("{name} must be C-contiguous and writeable"))
+        })?;
+        s.copy_from_slice(vals);
+    } else if let Ok(a) = out.cast::<PyArray1<i64>>() {
+        let mut rw = a.readwrite();
+        fill(rw.len())?;
+        let s = rw.as_slice_mut().map_err(|_| {
+            PyValueError::new_err(format!("{name} must be C-contiguous and writeable"))
+        })?;
+        for (d, &v) in s.iter_mut().zip(vals) {
+            *d = i64::from(v);
+        }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a one-dimensional numpy array of int32 or int64"
+        )));
+    }
+    Ok(())
+}
+
+/// Slot-indexed budget-forcing state for a batch; one call per decode step.
+#[pyclass(name = "BudgetBatch", module = "s1kit._core")]
+pub struct PyBudgetBatch {
+    inner: BudgetBatch,
+    tokens: Vec<i64>,
+    rows: Vec<u32>,
+    out: Vec<i32>,
+    redirect: Vec<i32>,
+}
+
+#[pymethods]
+impl PyBudgetBatch {
+    #[new]
+    #[pyo3(signature = (capacity, *, max_rollback=32))]
+    fn new(capacity: usize, max_rollback: usize) -> PyResult<Self> {
+        if capacity == 0 {
+            return Err(PyValueError::new_err("capacity must be positive"));
+        }
+        Ok(PyBudgetBatch {
+            inner: BudgetBatch::new(capacity, max_rollback),
+            tokens: Vec::with_capacity(capacity),
+            rows: Vec::with_capacity(capacity),
+            out: Vec::with_capacity(capacity),
+            redirect: Vec::with_capacity(capacity),
+        })
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    #[getter]
+    fn max_rollback(&self) -> usize {
+        self.inner.max_rollback()
+    }
+    #[getter]
+    fn ban_width(&self) -> usize {
+        self.inner.ban_width()
+    }
+
+    fn insert(&mut self, slot: usize, spec: &PyBudgetSpec) -> PyResult<()> {
+        self.inner
+            .insert(slot, spec.inner.clone())
+            .map_err(to_py_err)
+    }
+    fn free_slot(&self) -> Option<usize> {
+        self.inner.free_slot()
+    }
+    fn remove(&mut self, slot: usize) -> PyResult<()> {
+        self.inner.remove(slot).map_err(to_py_err)
+    }
+    fn swap(&mut self, a: usize, b: usize) -> PyResult<()> {
+        self.inner.swap(a, b).map_err(to_py_err)
+    }
+    fn move_row(&mut self, src: usize, dst: usize) -> PyResult<()> {
+        self.inner.move_row(src, dst).map_err(to_py_err)
+    }
+    fn reset(&mut self, slot: usize) -> PyResult<()> {
+        self.inner.reset(slot).map_err(to_py_err)
+    }
+    fn rollback(&mut self, slot: usize, k: usize) -> PyResult<()> {
+        self.inner.rollback(slot, k).map_err(to_py_err)
+    }
+    fn process_prompt(&mut self, slot: usize, prompt: Vec<i64>) -> PyResult<()> {
+        let ids = prompt
+            .iter()
+            .map(|&t| {
+                u32::try_from(t)
+                    .map_err(|_| PyValueError::new_err(format!("prompt token {t} is negative")))
+            })
+            .collect::<PyResult<Vec<u32>>>()?;
+        self.inner.process_prompt(slot, &ids).map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (sampled, out, rows=None))]
+    fn step(
+        &mut self,
+        sampled: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+        rows: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        read_tokens(sampled, "sampled", &mut self.tokens)?;
+        let has_rows = read_rows(rows, &mut self.rows)?;
+        self.out.clear();
+        self.out.resize(self.tokens.len(), -1);
+        let r = if has_rows {
+            Some(self.rows.as_slice())
+        } else {
+            None
+        };
+        self.inner
+            .step_rows(&self.tokens, r, &mut self.out)
+            .map_err(to_py_err)?;
+        write_out(out, "out", &self.out)
+    }
+
+    #[pyo3(signature = (force, redirect, ban, rows=None))]
+    fn mask(
+        &mut self,
+        force: &Bound<'_, PyAny>,
+        redirect: &Bound<'_, PyAny>,
+        ban: &Bound<'_, PyArray2I32>,
+        rows: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let has_rows = read_rows(rows, &mut self.rows)?;
+        let n = if has_rows {
+            self.rows.len()
+        } else {
+            self.inner.capacity()
+        };
+        let mut ban_rw = ban.readwrite();
+        let shape = ban_rw.shape().to_vec();
+        if shape[0] != n {
+            return Err(PyValueError::new_err(format!(
+                "ban must have {n} rows, got {}",
+                shape[0]
+            )));
+        }
+        let width = shape[1];
+        self.out.clear();
+        self.out.resize(n, -1);
+        self.redirect.clear();
+        self.redirect.resize(n, -1);
+        let ban_slice = ban_rw
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("ban must be C-contiguous and writeable"))?;
+        let r = if has_rows {
+            Some(self.rows.as_slice())
+        } else {
+            None
+        };
+        self.inner
+            .mask(
+                r,
+                n,
+                MaskOut {
+                    force: &mut self.out,
+                    redirect: &mut self.redirect,
+                    ban: ban_slice,
+                    width,
+                },
+            )
+            .map_err(to_py_err)?;
+        drop(ban_rw);
+        write_out(force, "force", &self.out)?;
+        write_out(redirect, "redirect", &self.redirect)
+    }
+
+    #[pyo3(signature = (emitted, rows=None))]
+    fn advance(
+        &mut self,
+        emitted: &Bound<'_, PyAny>,
+        rows: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        read_tokens(emitted, "emitted", &mut self.tokens)?;
+        let has_rows = read_rows(rows, &mut self.rows)?;
+        let r = if has_rows {
+            Some(self.rows.as_slice())
+        } else {
+            None
+        };
+        self.inner.advance(&self.tokens, r).map_err(to_py_err)
+    }
+
+    /// Per-slot accounting as numpy arrays (empty slots: phase 5, counters 0).
+    fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.inner.capacity();
+        let mut phase = Vec::with_capacity(n);
+        let mut error = Vec::with_capacity(n);
+        let mut thinking = Vec::with_capacity(n);
+        let mut answer = Vec::with_capacity(n);
+        let mut forced = Vec::with_capacity(n);
+        let mut ext = Vec::with_capacity(n);
+        let mut capped = Vec::with_capacity(n);
+        self.inner.for_each_state(|_, s| {
+            let s = s.copied().unwrap_or_else(RowState::empty);
+            phase.push(s.phase as u8);
+            error.push(s.error as u8);
+            thinking.push(s.thinking_tokens);
+            answer.push(s.answer_tokens);
+            forced.push(s.forced_tokens);
+            ext.push(s.extensions_used);
+            capped.push(s.capped);
+        });
+        let d = PyDict::new(py);
+        d.set_item("phase", PyArray1::from_vec(py, phase))?;
+        d.set_item("error", PyArray1::from_vec(py, error))?;
+        d.set_item("thinking_tokens", PyArray1::from_vec(py, thinking))?;
+        d.set_item("answer_tokens", PyArray1::from_vec(py, answer))?;
+        d.set_item("forced_tokens", PyArray1::from_vec(py, forced))?;
+        d.set_item("extensions_used", PyArray1::from_vec(py, ext))?;
+        d.set_item("capped", PyArray1::from_vec(py, capped))?;
+        Ok(d)
+    }
+
+    /// One slot's full state as a dict, or None for an empty slot.
+    fn row_state<'py>(&self, py: Python<'py>, slot: usize) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if slot >= self.inner.capacity() {
+            return Err(PyValueError::new_err(format!(
+                "slot {slot} is outside the batch of capacity {}",
+                self.inner.capacity()
+            )));
+        }
+        let Some(s) = self.inner.state(slot) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("phase", s.phase as u8)?;
+        d.set_item("error", s.error as u8)?;
+        d.set_item("thinking_tokens", s.thinking_tokens)?;
+        d.set_item("answer_tokens", s.answer_tokens)?;
+        d.set_item("forced_tokens", s.forced_tokens)?;
+        d.set_item("extensions_used", s.extensions_used)?;
+        d.set_item("capped", s.capped)?;
+        d.set_item(
+            "forcing",
+            !matches!(s.forcing, s1kit_core::budget::Forcing::None),
+        )?;
+        Ok(Some(d))
+    }
+}
+
+type PyArray2I32 = numpy::PyArray2<i32>;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyBudgetSpec>()?;
+    m.add_class::<PyBudgetBatch>()?;
+    m.add("PHASE_PRE_THINK", 0u8)?;
+    m.add("PHASE_THINKING", 1u8)?;
+    m.add("PHASE_ANSWER", 2u8)?;
+    m.add("PHASE_DONE", 3u8)?;
+    m.add("PHASE_ERROR", 4u8)?;
+    m.add("PHASE_EMPTY", 5u8)?;
+    Ok(())
+}
