@@ -1,0 +1,159 @@
+"""Training configuration: one dataclass, the ``s1`` preset, and validation that fails at start.
+
+Every field is a hyperparameter that the CLI exposes as ``--field-name``; a preset only changes defaults.
+Validation that needs the world size or the data (divisibility, prompt lengths) lives in
+:func:`validate_config` and :mod:`s1kit.train.data`; both raise :class:`~s1kit.errors.ConfigError`
+naming the conflicting values and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from s1kit.errors import ConfigError
+
+ThinkStyle = Literal["s1", "think_tags"]
+Overlong = Literal["truncate", "drop"]
+LossReduction = Literal["token", "sample"]
+ActivationCheckpointing = Literal["none", "selective", "full"]
+Attention = Literal["auto", "varlen", "sdpa", "eager"]
+
+
+@dataclass
+class TrainConfig:
+    """All knobs of one SFT run. Defaults are a small, safe run; ``preset("s1")`` gives the paper's."""
+
+    # --- model and data
+    model: str = ""
+    """Path of a Hugging Face model directory (config, tokenizer, weights)."""
+    data: str = ""
+    """JSONL / Parquet file, a folder of them, a ``save_to_disk`` folder, or a hub dataset name."""
+    data_split: str = "train"
+    question_field: str = "question"
+    thinking_field: str = "thinking_trajectories"
+    answer_field: str = "attempt"
+    system_prompt: str | None = None
+    think_style: ThinkStyle = "s1"
+    answer_prefix: str = "Answer: "
+    """Prepended to the answer unless it already contains it (s1 writes ``Answer: <attempt>``)."""
+    block_size: int = 4096
+    overlong: Overlong = "truncate"
+    packing: bool = True
+    # --- optimisation
+    epochs: int = 1
+    max_steps: int | None = None
+    """If set, overrides ``epochs``: the run stops after this many optimizer steps."""
+    global_batch_size: int = 16
+    """Samples per optimizer step, over all ranks and accumulation micro-steps."""
+    micro_batch_size: int = 1
+    """Samples per forward when ``packing`` is off (packing puts one block per forward)."""
+    lr: float = 1e-5
+    min_lr_ratio: float = 0.0
+    warmup_ratio: float = 0.05
+    weight_decay: float = 1e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    loss_reduction: LossReduction = "token"
+    """``token``: mean over all target tokens of the global batch; ``sample``: s1's per-sample mean."""
+    loss_chunk_size: int = 2048
+    seed: int = 42
+    # --- systems
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    """Parameter / compute dtype. Master weights, optimizer state and gradient reduction stay fp32."""
+    activation_checkpointing: ActivationCheckpointing = "none"
+    cpu_offload: bool = False
+    attention: Attention = "auto"
+    device: str = "auto"
+    # --- output
+    output_dir: str = "runs/train"
+    save_every: int = 0
+    """Checkpoint every N optimizer steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    resume: bool = False
+    export: bool = True
+    log_every: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # s1 (Muennighoff et al. 2025), Qwen2.5-32B-Instruct on s1K: 5 epochs, lr 1e-5, 5% warmup then cosine
+    # to 0, AdamW (0.9, 0.95), wd 1e-4, global batch 16, block 32768, bf16, loss on the assistant turn.
+    "s1": {
+        "epochs": 5,
+        "lr": 1e-5,
+        "min_lr_ratio": 0.0,
+        "warmup_ratio": 0.05,
+        "weight_decay": 1e-4,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.95,
+        "global_batch_size": 16,
+        "micro_batch_size": 1,
+        "block_size": 32768,
+        "dtype": "bf16",
+        "think_style": "s1",
+        "question_field": "question",
+        "thinking_field": "thinking_trajectories",
+        "answer_field": "attempt",
+        "grad_clip": 1.0,
+    },
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The defaults of preset ``name`` (``s1``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return TrainConfig(**PRESETS[name])
+
+
+def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
+    """Reject inconsistent values before any model or data is loaded."""
+    problems: list[str] = []
+    if not cfg.model:
+        problems.append("model is empty: pass --model <hf model dir>")
+    if not cfg.data:
+        problems.append("data is empty: pass --data <jsonl|parquet|dir|hub name>")
+    for name in ("block_size", "global_batch_size", "micro_batch_size", "loss_chunk_size", "log_every"):
+        if getattr(cfg, name) <= 0:
+            problems.append(f"{name}={getattr(cfg, name)} must be positive")
+    if cfg.max_steps is None and cfg.epochs <= 0:
+        problems.append(f"epochs={cfg.epochs} must be positive (or set --max-steps)")
+    if cfg.max_steps is not None and cfg.max_steps <= 0:
+        problems.append(f"max_steps={cfg.max_steps} must be positive")
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        problems.append(f"warmup_ratio={cfg.warmup_ratio} must be in [0, 1)")
+    if not 0.0 <= cfg.min_lr_ratio <= 1.0:
+        problems.append(f"min_lr_ratio={cfg.min_lr_ratio} must be in [0, 1]")
+    if cfg.lr <= 0:
+        problems.append(f"lr={cfg.lr} must be positive")
+    if cfg.save_every < 0:
+        problems.append(f"save_every={cfg.save_every} must be >= 0")
+    if cfg.keep_checkpoints < 1:
+        problems.append(f"keep_checkpoints={cfg.keep_checkpoints} must be >= 1")
+    if not cfg.packing:
+        per_step = cfg.micro_batch_size * world_size
+        if cfg.global_batch_size % per_step != 0:
+            problems.append(
+                f"global_batch_size={cfg.global_batch_size} is not divisible by micro_batch_size x ranks = "
+                f"{cfg.micro_batch_size} x {world_size} = {per_step}; pick a global batch that is a multiple "
+                f"of {per_step} or change --micro-batch-size"
+            )
+    elif cfg.global_batch_size < world_size:
+        problems.append(
+            f"global_batch_size={cfg.global_batch_size} is smaller than the number of ranks ({world_size}); "
+            "every rank needs at least one sample per step"
+        )
+    if problems:
+        raise ConfigError("invalid training config:\n  - " + "\n  - ".join(problems))

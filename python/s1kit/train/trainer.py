@@ -1,0 +1,402 @@
+"""The SFT loop: one process or ``torchrun`` (any number of nodes), FSDP2 when distributed.
+
+Each optimizer step takes ``global_batch_size`` samples of a seeded per-epoch permutation. With packing
+they are packed into blocks balanced by tokens, the same number of blocks per rank; without packing each
+rank gets ``global_batch_size / ranks`` samples in micro-batches. Every rank plans the whole step from the
+same permutation, so the loss normaliser (target tokens of the global batch) needs no communication.
+Each micro-batch's loss is already a slice of the global mean, so gradients are summed over micro-steps
+and ranks (FSDP averages over ranks, hence the ``x world_size``).
+
+Rank 0 logs one JSON line per step (loss, lr, grad norm, tokens/s, MFU, peak memory) to
+``<output_dir>/log.jsonl``, shows a tqdm bar, and writes TensorBoard events when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from s1kit.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from s1kit.train.config import TrainConfig, validate_config
+from s1kit.train.data import DataStats, Example, build_examples, load_rows
+from s1kit.train.export import export_hf
+from s1kit.train.fsdp import apply_activation_checkpointing, apply_fsdp
+from s1kit.train.loss import token_weights
+from s1kit.train.model import CausalLMWithLoss, step_flops
+from s1kit.train.packing import (
+    MicroBatch,
+    collate_packed,
+    collate_padded,
+    plan_packed_step,
+    plan_padded_step,
+    resolve_attention,
+)
+
+# Dense bf16 peak FLOP/s by device name substring (no sparsity).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name and "PCIe" in name:
+        return 756e12
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+@dataclass
+class StepPlan:
+    """What one rank runs in one optimizer step."""
+
+    micro_batches: list[MicroBatch]
+    sample_lengths: list[int]
+    """Lengths of every sample in the global step (for FLOPs)."""
+    global_targets: int
+    sample_targets: torch.Tensor
+    num_samples: int
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    model: CausalLMWithLoss | None = None
+    export_dir: Path | None = None
+    stats: DataStats | None = None
+
+
+@dataclass
+class Hooks:
+    """Test hooks: called on rank 0 after each step / before a checkpoint is committed."""
+
+    on_step_end: Callable[[int], None] | None = None
+    before_commit: Callable[[Path], None] | None = None
+
+
+class DataSchedule:
+    """Maps a global step to its samples: a seeded permutation per epoch, ``global_batch_size`` a step."""
+
+    def __init__(self, examples: list[Example], cfg: TrainConfig, world_size: int, pad_id: int) -> None:
+        self.examples = examples
+        self.cfg = cfg
+        self.world_size = world_size
+        self.pad_id = pad_id
+        self.steps_per_epoch = math.ceil(len(examples) / cfg.global_batch_size)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self._perm_epoch = -1
+        self._perm: list[int] = []
+
+    def position(self, step: int) -> dict[str, int]:
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        return {"epoch": epoch, "batch_in_epoch": batch, "samples_seen": step * self.cfg.global_batch_size}
+
+    def step_indices(self, step: int) -> list[int]:
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.examples), generator=g).tolist()
+            self._perm_epoch = epoch
+        G = self.cfg.global_batch_size
+        return self._perm[batch * G : (batch + 1) * G]
+
+    def plan(self, step: int, rank: int) -> StepPlan:
+        idx = self.step_indices(step)
+        exs = [self.examples[i] for i in idx]
+        lengths = [len(e) for e in exs]
+        sample_targets = torch.tensor([e.num_targets for e in exs], dtype=torch.long)
+        mbs: list[MicroBatch] = []
+        if self.cfg.packing:
+            blocks = plan_packed_step(lengths, self.cfg.block_size, self.world_size)[rank]
+            for blk in blocks:
+                mbs.append(collate_packed([exs[j] for j in blk], blk))
+        else:
+            micro = plan_padded_step(
+                lengths, self.cfg.micro_batch_size, self.world_size, self.cfg.global_batch_size
+            )[rank]
+            for rows in micro:
+                sel = [exs[j] if j is not None else None for j in rows]
+                mbs.append(collate_padded(sel, [j if j is not None else -1 for j in rows], self.pad_id))
+        return StepPlan(mbs, lengths, int(sample_targets.sum()), sample_targets, len(exs))
+
+
+def lr_lambda(total_steps: int, warmup_ratio: float, min_ratio: float) -> Callable[[int], float]:
+    """Linear warmup over ``ceil(warmup_ratio * total)`` steps, then cosine to ``min_ratio``."""
+    warmup = math.ceil(warmup_ratio * total_steps)
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if want_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        device = torch.device("cuda", local) if want_cuda else torch.device("cpu")
+    else:
+        rank, world = 0, 1
+        device = torch.device("cuda" if want_cuda else (cfg.device if cfg.device != "auto" else "cpu"))
+    return rank, world, device
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    # ru_maxrss is KiB on Linux: the process's peak resident memory.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; biases and norm weights (1-D) get no weight decay, as in the HF Trainer s1 used."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=cfg.lr,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_eps,
+        foreach=True,
+    )
+
+
+def _grad_norm(model: torch.nn.Module, max_norm: float) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    clip = max_norm if max_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    full = getattr(norm, "full_tensor", None)
+    return float(full() if full is not None else norm)
+
+
+def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
+    """Run SFT as described by ``cfg``. Returns per-step losses (all ranks) and, in a single process,
+    the trained model."""
+    hooks = hooks or Hooks()
+    rank, world, device = _init_distributed(cfg)
+    validate_config(cfg, world)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    rows = load_rows(cfg.data, cfg.data_split)
+    examples, stats = build_examples(tokenizer, rows, cfg)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    schedule = DataSchedule(examples, cfg, world, pad_id)
+
+    attn = resolve_attention(cfg.attention)
+    lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32, attn_implementation=attn)
+    lm.config.use_cache = False
+    model = CausalLMWithLoss(lm, cfg.loss_chunk_size)
+    apply_activation_checkpointing(model, cfg.activation_checkpointing)
+    compute_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
+    distributed = dist.is_initialized()
+    if distributed:
+        # fully_shard moves each rank's shards to the mesh's device; the full model never goes to the GPU.
+        apply_fsdp(model, compute_dtype, cpu_offload=cfg.cpu_offload)
+    else:
+        model.to(device)
+    optimizer = build_optimizer(model, cfg, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(schedule.total_steps, cfg.warmup_ratio, cfg.min_lr_ratio)
+    )
+
+    out_dir = Path(cfg.output_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(cfg.to_json(), encoding="utf-8")
+    start_step = 0
+    if cfg.resume:
+        remove_partial(out_dir)
+        ckpt = latest_checkpoint(out_dir)
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, optimizer)
+            scheduler.load_state_dict(state["scheduler"])
+            start_step = int(state["step"])
+            if rank == 0:
+                print(f"[s1kit train] resumed from {ckpt} at step {start_step}", file=sys.stderr)
+        elif rank == 0:
+            print(f"[s1kit train] --resume: no checkpoint in {out_dir}, starting fresh", file=sys.stderr)
+
+    log = _Logger(out_dir, cfg, rank, schedule.total_steps, start_step)
+    if rank == 0:
+        log.info(stats, world, schedule)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if (not distributed and compute_dtype == torch.bfloat16)
+        else None
+    )
+    peak = peak_flops(device)
+    result = TrainResult(stats=stats)
+    model.train()
+    try:
+        for step in range(start_step, schedule.total_steps):
+            t0 = time.perf_counter()
+            plan = schedule.plan(step, rank)
+            loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+            for mb in plan.micro_batches:
+                mb = mb.to(device)
+                w = token_weights(
+                    mb.targets_BS,
+                    mb.sample_ids_BS,
+                    cfg.loss_reduction,
+                    plan.global_targets,
+                    plan.sample_targets,
+                    plan.num_samples,
+                )
+                if autocast is not None:
+                    with autocast:
+                        loss = model(mb, w)
+                else:
+                    loss = model(mb, w)
+                (loss * world).backward()
+                loss_sum += loss.detach()
+            grad_norm = _grad_norm(model, cfg.grad_clip)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if distributed:
+                dist.all_reduce(loss_sum)
+            step_loss = float(loss_sum)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            result.losses.append(step_loss)
+            if rank == 0:
+                tokens = sum(plan.sample_lengths)
+                flops = step_flops(lm, plan.sample_lengths)
+                log.step(
+                    step + 1,
+                    {
+                        "loss": step_loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "tokens": tokens,
+                        "tokens_per_s": tokens / dt,
+                        "mfu": (flops / dt / (peak * world)) if peak else None,
+                        "peak_mem_gib": _peak_memory_gib(device),
+                        "step_time_s": dt,
+                        **schedule.position(step + 1),
+                    },
+                )
+                if hooks.on_step_end is not None:
+                    hooks.on_step_end(step + 1)
+            done = step + 1
+            if (cfg.save_every and done % cfg.save_every == 0) or done == schedule.total_steps:
+                state = {
+                    "step": done,
+                    "scheduler": scheduler.state_dict(),
+                    "total_steps": schedule.total_steps,
+                    **schedule.position(done),
+                }
+                save_checkpoint(
+                    out_dir, done, model, optimizer, state, cfg.keep_checkpoints, hooks.before_commit
+                )
+    finally:
+        log.close()
+    result.steps = schedule.total_steps
+    if cfg.export:
+        result.export_dir = export_hf(model, tokenizer, out_dir / "hf", dtype=compute_dtype)
+    if not distributed:
+        result.model = model
+    return result
+
+
+class _Logger:
+    def __init__(self, out_dir: Path, cfg: TrainConfig, rank: int, total: int, start: int) -> None:
+        self.rank = rank
+        self.fh = None
+        self.bar: Any = None
+        self.tb: Any = None
+        if rank != 0:
+            return
+        self.fh = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+        if cfg.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                self.tb = None
+        self.every = cfg.log_every
+
+    def info(self, stats: DataStats, world: int, schedule: DataSchedule) -> None:
+        rec = {
+            "event": "start",
+            "ranks": world,
+            "rows": stats.rows,
+            "kept": stats.kept,
+            "truncated": stats.truncated,
+            "dropped": stats.dropped,
+            "tokens": stats.tokens,
+            "target_tokens": stats.target_tokens,
+            "longest": stats.longest,
+            "steps_per_epoch": schedule.steps_per_epoch,
+            "total_steps": schedule.total_steps,
+        }
+        self._write(rec)
+        print(
+            f"[s1kit train] {stats.kept}/{stats.rows} rows ({stats.truncated} truncated, {stats.dropped} "
+            f"dropped), {stats.tokens} tokens, {schedule.total_steps} steps on {world} rank(s)",
+            file=sys.stderr,
+        )
+
+    def step(self, step: int, rec: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        if step % self.every == 0:
+            self._write({"step": step, **rec})
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
+        if self.tb is not None:
+            for k in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_gib"):
+                if rec.get(k) is not None:
+                    self.tb.add_scalar(f"train/{k}", rec[k], step)
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        assert self.fh is not None
+        self.fh.write(json.dumps(rec) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
