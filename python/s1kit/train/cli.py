@@ -66,12 +66,17 @@ def run(args: argparse.Namespace) -> int:
     from s1kit.errors import S1kitError
     from s1kit.train.trainer import train
 
+    import torch.distributed as dist
+
     cfg = config_from_args(args)
     try:
         result = train(cfg)
     except S1kitError as exc:
         print(f"s1kit train: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if result.export_dir is not None:
         print(f"[s1kit train] exported to {result.export_dir}", file=sys.stderr)
     return 0
