@@ -63,10 +63,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
     from s1kit.errors import S1kitError
     from s1kit.train.trainer import train
-
-    import torch.distributed as dist
 
     cfg = config_from_args(args)
     try:

@@ -199,6 +199,50 @@ def _grad_norm(model: torch.nn.Module, max_norm: float, device: torch.device) ->
     return float(full() if full is not None else norm)
 
 
+def build_model(
+    cfg: TrainConfig, attn: str, rank: int, world: int, device: torch.device, compute_dtype: torch.dtype
+) -> CausalLMWithLoss:
+    """The LM with its loss, activation checkpointing and (when distributed) FSDP2 applied.
+
+    Under torch.distributed only rank 0 reads the weights (into CPU memory); the other ranks build the
+    model on the meta device, and after sharding rank 0 broadcasts the full state dict so that every rank
+    keeps only its shards. Host memory per node is then one fp32 copy, not one per rank.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not dist.is_initialized() or world == 1 or rank == 0:
+        lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32, attn_implementation=attn)
+    else:
+        config = AutoConfig.from_pretrained(cfg.model)
+        with torch.device("meta"):
+            lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attn)
+    lm.config.use_cache = False
+    model = CausalLMWithLoss(lm, cfg.loss_chunk_size)
+    if not dist.is_initialized():
+        apply_activation_checkpointing(model, cfg.activation_checkpointing)
+        return model.to(device)
+    full_sd = model.state_dict() if rank == 0 else {}
+    buffers_on_meta = world > 1 and rank != 0
+    apply_activation_checkpointing(model, cfg.activation_checkpointing)
+    # fully_shard moves each rank's shards to the mesh's device; the full model never goes to the GPU.
+    apply_fsdp(model, compute_dtype, cpu_offload=cfg.cpu_offload)
+    if world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        home = torch.device("cpu") if cfg.cpu_offload else device
+        if buffers_on_meta:
+            model.to_empty(device=home)
+        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(model, full_sd, options=opts)
+        del full_sd
+        # Buffers (e.g. rotary inverse frequencies, not in the state dict) come from rank 0 as well.
+        for buf in model.buffers():
+            moved = buf.to(device)
+            dist.broadcast(moved, src=0)
+            buf.copy_(moved)
+    return model
+
+
 def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     """Run SFT as described by ``cfg``. Returns per-step losses (all ranks) and, in a single process,
     the trained model."""
@@ -207,7 +251,7 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     validate_config(cfg, world)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     rows = load_rows(cfg.data, cfg.data_split)
@@ -216,17 +260,9 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     schedule = DataSchedule(examples, cfg, world, pad_id)
 
     attn = resolve_attention(cfg.attention)
-    lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32, attn_implementation=attn)
-    lm.config.use_cache = False
-    model = CausalLMWithLoss(lm, cfg.loss_chunk_size)
-    apply_activation_checkpointing(model, cfg.activation_checkpointing)
     compute_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
     distributed = dist.is_initialized()
-    if distributed:
-        # fully_shard moves each rank's shards to the mesh's device; the full model never goes to the GPU.
-        apply_fsdp(model, compute_dtype, cpu_offload=cfg.cpu_offload)
-    else:
-        model.to(device)
+    model = build_model(cfg, attn, rank, world, device, compute_dtype)
     optimizer = build_optimizer(model, cfg, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(schedule.total_steps, cfg.warmup_ratio, cfg.min_lr_ratio)
@@ -296,7 +332,7 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
             result.losses.append(step_loss)
             if rank == 0:
                 tokens = sum(plan.sample_lengths)
-                flops = step_flops(lm, plan.sample_lengths)
+                flops = step_flops(model.lm, plan.sample_lengths)
                 log.step(
                     step + 1,
                     {
