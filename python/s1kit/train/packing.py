@@ -215,6 +215,12 @@ def _varlen_kwargs() -> dict[str, Any]:
 
 
 _VARLEN_KW: dict[str, Any] | None = None
+try:  # the varlen kernels' public entry point (torch >= 2.10); without it the exact per-sample path runs
+    from torch.nn.attention.varlen import varlen_attn as _varlen_probe  # noqa: F401
+
+    _HAS_VARLEN = True
+except ImportError:
+    _HAS_VARLEN = False
 
 
 def varlen_attention_forward(
@@ -238,7 +244,7 @@ def varlen_attention_forward(
             query_BHSD, key_BHSD, value_BHSD, is_causal=S > 1, scale=scaling, enable_gqa=Hkv != H
         )
         return out.transpose(1, 2).contiguous(), None
-    use_kernel = query_BHSD.is_cuda and query_BHSD.dtype in (torch.bfloat16, torch.float16)
+    use_kernel = query_BHSD.is_cuda and query_BHSD.dtype in (torch.bfloat16, torch.float16) and _HAS_VARLEN
     if use_kernel:
         from torch.nn.attention.varlen import varlen_attn
 
