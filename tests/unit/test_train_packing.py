@@ -49,6 +49,13 @@ def test_pack_bins_rejects_oversize_and_assign_is_even() -> None:
     assert all(len(r) == 3 for r in ranks)
 
 
+def test_empty_block_is_one_ignored_token() -> None:
+    plan = plan_packed_step([30], 128, 2)
+    assert sorted(len(r[0]) for r in plan) == [0, 1]
+    mb = collate_packed([], [])
+    assert mb.input_ids_BS.shape == (1, 1) and int(mb.targets_BS[0, 0]) == -100 and mb.num_tokens == 0
+
+
 def test_padded_plan_fills_short_steps_with_empty_rows() -> None:
     plan = plan_padded_step([5, 9, 1], micro_batch_size=2, world_size=2, global_batch_size=4)
     assert [len(r) for r in plan] == [1, 1]

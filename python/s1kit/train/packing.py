@@ -69,7 +69,20 @@ class MicroBatch:
 
 
 def collate_packed(examples: Sequence[Example], sample_ids: Sequence[int]) -> MicroBatch:
-    """Concatenate samples into one row (batch 1) with restarting positions and cu_seqlens."""
+    """Concatenate samples into one row (batch 1) with restarting positions and cu_seqlens. An empty
+    block (a rank with nothing left in a short last step) becomes one ignored token, so that every rank
+    still runs the forward and backward that FSDP's collectives expect."""
+    if not examples:
+        one = torch.zeros((1, 1), dtype=torch.long)
+        return MicroBatch(
+            one,
+            torch.full((1, 1), IGNORE_INDEX),
+            one,
+            torch.full((1, 1), -1),
+            torch.tensor([0, 1]).int(),
+            1,
+            0,
+        )
     ids: list[int] = []
     tgt: list[int] = []
     pos: list[int] = []
