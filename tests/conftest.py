@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared fixtures: the real benchmark files in ../shared/data, located once."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$S1KIT_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("S1KIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real data folder (``../shared/data`` next to the repo root, or ``$S1KIT_SHARED_DATA``)."""
-    path = Path(os.environ.get("S1KIT_SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"shared data folder {path} is absent; set S1KIT_SHARED_DATA to it")
+    path = shared_data_dir()
+    if not (path / "eval").is_dir():
+        pytest.skip(f"shared benchmark data not found at {path}: set S1KIT_SHARED_DATA to its folder")
     return path
