@@ -15,7 +15,7 @@ import torch.multiprocessing as tmp
 
 from s1kit.train.config import TrainConfig
 from s1kit.train.trainer import train
-from train_tiny import make_rows, write_jsonl, write_model_dir
+from tests.train_tiny import make_rows, write_jsonl, write_model_dir
 
 WORLD = 2
 

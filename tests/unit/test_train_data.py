@@ -11,7 +11,7 @@ import pytest
 from s1kit.errors import ConfigError, DataError
 from s1kit.train.config import TrainConfig
 from s1kit.train.data import IGNORE_INDEX, build_examples, load_rows, render, tokenize_row
-from train_tiny import make_rows, make_tokenizer, write_jsonl
+from tests.train_tiny import make_rows, make_tokenizer, write_jsonl
 
 
 @pytest.fixture(scope="module")

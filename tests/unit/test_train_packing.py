@@ -21,7 +21,7 @@ from s1kit.train.packing import (
     plan_padded_step,
     resolve_attention,
 )
-from train_tiny import make_model, make_rows, make_tokenizer
+from tests.train_tiny import make_model, make_rows, make_tokenizer
 
 
 @pytest.mark.parametrize("seed", range(5))

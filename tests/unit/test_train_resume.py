@@ -17,7 +17,7 @@ import torch
 from s1kit.train.checkpoint import latest_checkpoint
 from s1kit.train.config import TrainConfig
 from s1kit.train.trainer import Hooks, train
-from train_tiny import make_rows, write_jsonl, write_model_dir
+from tests.train_tiny import make_rows, write_jsonl, write_model_dir
 
 STEPS = 6
 
