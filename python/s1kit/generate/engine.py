@@ -53,6 +53,8 @@ class _Row:
     stop_window: int
     stop_ids: frozenset[int]
     has_budget: bool
+    # Budget EOS ids the engine does not already stop on (emitting one finishes the budget row).
+    extra_eos: frozenset[int] = frozenset()
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None
     prefill_tps: float = 0.0
@@ -101,8 +103,11 @@ class Engine:
         self.device = self.model.tok_embeddings.weight.device
         self.max_batch = max_batch
         self.max_len = max_len
-        self.model.setup_rope(max_len)
-        self.cache = self.model.new_cache(max_batch, max_len)
+        # The cache is rounded up to a multiple of 64 positions so every attention-length bucket keeps
+        # SDPA's mask rows aligned; requests are still limited to max_len.
+        cache_len = -(-max_len // 64) * 64
+        self.model.setup_rope(cache_len)
+        self.cache = self.model.new_cache(max_batch, cache_len)
         use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         if use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device; pass device='cuda' or cuda_graphs=None")
@@ -184,6 +189,9 @@ class Engine:
         sp = r.sampling
         if not isinstance(sp, SamplingParams):
             raise TypeError(f"requests[{i}].sampling must be a SamplingParams, got {type(sp).__name__}")
+        extra_eos: frozenset[int] = frozenset()
+        if r.budget is not None:
+            extra_eos = frozenset(r.budget.eos) - self.eos_token_ids
         window = 0
         if sp.stop:
             # Tokens are >= 1 character except byte pieces; a margin covers split characters.
@@ -197,6 +205,7 @@ class Engine:
             stop_window=window,
             stop_ids=frozenset(sp.stop_token_ids),
             has_budget=r.budget is not None,
+            extra_eos=extra_eos,
         )
 
 
@@ -217,6 +226,16 @@ class _Run:
         self.out_N = np.full(engine.max_batch, -1, dtype=np.int64)
         self.slots_N = np.arange(engine.max_batch, dtype=np.int64)
         self.mode = SamplingMode.GREEDY
+        N = engine.max_batch
+        # Per-slot facts the per-step checks read as arrays (moved with their row on compaction).
+        self.prompt_len_N = np.zeros(N, dtype=np.int64)
+        self.limit_N = np.zeros(N, dtype=np.int64)  # generated-token count at which the row stops
+        self.vocab_N = np.zeros(N, dtype=np.int64)  # budget rows: spec vocab (larger tokens: error)
+        self.slow_N = np.zeros(N, dtype=bool)  # rows needing per-token Python checks
+        # EOS lookup table over the vocabulary (+1 entry, False, for larger forced ids).
+        V = engine.model.args.vocab_size
+        self.is_eos_V = np.zeros(V + 1, dtype=bool)
+        self.is_eos_V[[t for t in engine.eos_token_ids if 0 <= t < V]] = True
 
     def run(self) -> list[Result]:
         e = self.e
@@ -250,9 +269,15 @@ class _Run:
             slot = start + j
             self.slots.append(row)
             self._set_params(slot, row)
-            if row.has_budget:
-                assert row.request.budget is not None
-                self.budget.insert(slot, row.request.budget)
+            spec = row.request.budget
+            self.prompt_len_N[slot] = len(row.prompt)
+            self.limit_N[slot] = min(row.request.sampling.max_new_tokens, e.max_len - len(row.prompt))
+            self.vocab_N[slot] = spec.vocab_size if spec is not None else np.iinfo(np.int64).max
+            # Answer stops and answer caps end a budget row without an EOS: watch its phase.
+            watch = spec is not None and (bool(spec.answer_stop) or spec.max_answer_tokens is not None)
+            self.slow_N[slot] = bool(row.stops or row.stop_ids or row.extra_eos or watch)
+            if spec is not None:
+                self.budget.insert(slot, spec)
                 self.budget.process_prompt(slot, row.prompt)
                 self.n_budget += 1
         t0 = time.perf_counter()
@@ -330,45 +355,60 @@ class _Run:
         self._absorb(0, sampled[:n], prefill=False)
 
     def _absorb(self, start: int, sampled: np.ndarray, *, prefill: bool) -> None:
-        """Apply the budget override to slots ``[start, start + len(sampled))`` and book the tokens."""
+        """Apply the budget override to slots ``[start, start + len(sampled))`` and book the tokens.
+
+        Vectorised over rows; only rows that may finish (or need stop-string checks) reach Python.
+        """
         k = len(sampled)
+        sl = slice(start, start + k)
         out = self.out_N[:k]
         out.fill(-1)
-        acc = None
         if self.n_budget:
-            # The budget core sees every sampled token of a budget row; empty slots (rows without a
-            # budget) answer -1.
-            self.budget.step(sampled, out, rows=self.slots_N[start : start + k])
-            acc = self.budget.accounting()
-        emitted = np.where(out >= 0, out, sampled)
+            # The budget core sees every sampled token; slots without a budget answer -1.
+            self.budget.step(sampled, out, rows=self.slots_N[sl])
+        forced = out >= 0
+        emitted = np.where(forced, out, sampled)
         h = self.host
+        # The device holds the sampled token; feed it unless the host must override it.
+        h["override"][sl] = emitted if prefill else np.where(forced, out, -1)
+        n_tok = h["counter"][sl] + 1 if not prefill else np.ones(k, dtype=np.int64)
+        h["counter"][sl] = n_tok
+        h["pos"][sl] = self.prompt_len_N[sl] + n_tok - 1
+        ids = emitted.tolist()
+        for row, t in zip(self.slots[sl], ids, strict=True):
+            row.tokens.append(t)
+        if self.on_token is not None:
+            for row, t in zip(self.slots[sl], ids, strict=True):
+                self.on_token(row.request_id, t)
+        maybe = (
+            (n_tok >= self.limit_N[sl])
+            | self.is_eos_V[np.minimum(emitted, len(self.is_eos_V) - 1)]
+            | (sampled >= self.vocab_N[sl])
+            | (sampled < 0)
+            | self.slow_N[sl]
+        )
+        candidates = np.flatnonzero(maybe)
+        if not len(candidates):
+            return
+        acc = self.budget.accounting() if self.n_budget else None
         now = time.perf_counter()
-        for j in range(k):
+        for j in candidates.tolist():
             slot = start + j
             row = self.slots[slot]
-            t = int(emitted[j])
-            row.tokens.append(t)
-            if self.on_token is not None:
-                self.on_token(row.request_id, t)
-            # The device holds the sampled token; feed it unless the host must override it.
-            h["override"][slot] = t if (prefill or out[j] >= 0) else -1
-            h["pos"][slot] = len(row.prompt) + len(row.tokens) - 1
-            h["counter"][slot] = len(row.tokens)
-            row.finish = self._finish_reason(row, t, slot, acc)
+            row.finish = self._finish_reason(row, ids[j], slot, acc)
             if row.finish is not None:
                 self._finish(row, slot, acc, now)
 
     def _finish_reason(self, row: _Row, t: int, slot: int, acc: Any) -> str | None:
         e = self.e
-        if row.has_budget and acc is not None:
-            phase = int(acc.phase[slot])
-            if phase == Phase.ERROR:
-                return "error"
-        if t in e.eos_token_ids:
+        phase = int(acc.phase[slot]) if row.has_budget and acc is not None else None
+        if phase == Phase.ERROR:
+            return "error"
+        if t in e.eos_token_ids or t in row.extra_eos:
             return "eos"
         if t in row.stop_ids:
             return "stop"
-        if row.has_budget and acc is not None and int(acc.phase[slot]) == Phase.DONE:
+        if phase == Phase.DONE:
             spec = row.request.budget
             assert spec is not None
             cap = spec.max_answer_tokens
@@ -441,6 +481,8 @@ class _Run:
                 self.budget.move_row(last, i)
             for key in ("seed", "temperature", "top_p", "top_k", "pos", "counter"):
                 h[key][i] = h[key][last]
+            for arr in (self.prompt_len_N, self.limit_N, self.vocab_N, self.slow_N):
+                arr[i] = arr[last]
             # The device's sampled token in slot i belonged to the finished row.
             h["override"][i] = row.tokens[-1]
             self.params_dirty = True

@@ -24,6 +24,7 @@ from pinned memory.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -100,7 +101,7 @@ class DecodeStep:
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     # numpy views of the host buffers (shared memory), for the engine's bookkeeping.
-    def host_views(self) -> dict[str, npt.NDArray[np.generic]]:
+    def host_views(self) -> dict[str, Any]:
         return {
             "override": self.host_in_3N[OVERRIDE].numpy(),
             "pos": self.host_in_3N[POS].numpy(),
