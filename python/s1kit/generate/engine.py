@@ -293,6 +293,8 @@ class _Run:
         e = self.e
         dev = e.device
         B = len(batch)
+        # Pad to a multiple of 64 (the cache length is one) so SDPA's mask rows stay aligned.
+        T = min(-(-T // 64) * 64, e.cache.max_len)
         tokens_BT = torch.zeros((B, T), dtype=torch.int64)
         for b, row in enumerate(batch):
             tokens_BT[b, : len(row.prompt)] = torch.tensor(row.prompt)
