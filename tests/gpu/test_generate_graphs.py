@@ -84,7 +84,7 @@ def test_a_changed_shape_is_a_clear_error(setup):
     eng.generate([Request(prompts[0], SamplingParams(max_new_tokens=4))])
     with pytest.raises(ValueError, match="batch size 3 is not one of the captured buckets"):
         eng.step.run(3, 64, SamplingMode.GREEDY)
-    with pytest.raises(ValueError, match="batch size 16 is not one of the captured buckets"):
+    with pytest.raises(ValueError, match="batch size 16 exceeds max_batch=8"):
         eng.step.run(16, 64, SamplingMode.GREEDY)
     with pytest.raises(ValueError, match="attention length 100"):
         eng.step.run(8, 100, SamplingMode.GREEDY)

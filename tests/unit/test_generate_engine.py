@@ -200,8 +200,14 @@ def test_bad_input_is_a_clear_error(tok, prompts):
     with pytest.raises(TypeError, match="Request"):
         eng.generate([prompts[0]])
     # The fixed-shape step refuses a batch over the maximum or outside its buckets.
-    with pytest.raises(ValueError, match="not one of the captured buckets"):
-        eng.step.run(3, 32, SamplingMode.GREEDY)
+    with pytest.raises(ValueError, match="batch size 3 is not one of the captured buckets"):
+        Engine(hf, tok, max_batch=4, max_len=32).step.run(3, 64, SamplingMode.GREEDY)
+    with pytest.raises(ValueError, match="batch size 4 exceeds max_batch=2"):
+        eng.step.run(4, 64, SamplingMode.GREEDY)
+    with pytest.raises(ValueError, match="do not fit the cache"):
+        eng.model(
+            torch.zeros((3, 1), dtype=torch.int64), torch.zeros((3, 1), dtype=torch.int64), eng.cache, 0, 64
+        )
     with pytest.raises(ValueError, match="attention length 48"):
         eng.step.run(2, 48, SamplingMode.GREEDY)
     with pytest.raises(ValueError, match="max_batch"):

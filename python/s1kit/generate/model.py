@@ -239,6 +239,11 @@ class Transformer(nn.Module):
         """
         if self.rope_cos_SD is None or self.rope_sin_SD is None:
             raise RuntimeError("call setup_rope(max_len) before forward")
+        if start + tokens_BT.shape[0] > cache.max_batch or cache.max_len < S:
+            raise ValueError(
+                f"rows {start}..{start + tokens_BT.shape[0]} x {S} positions do not fit the cache of "
+                f"({cache.max_batch} rows, {cache.max_len} positions): allocate a larger cache"
+            )
         x_BTE = self.tok_embeddings(tokens_BT)
         cos_BT1D = self.rope_cos_SD[pos_BT].unsqueeze(2)
         sin_BT1D = self.rope_sin_SD[pos_BT].unsqueeze(2)

@@ -139,6 +139,11 @@ class DecodeStep:
         self.sampled_N[:B].copy_(next_B)
 
     def check_shape(self, B: int, S: int) -> None:
+        if self.cache.max_batch < B:
+            raise ValueError(
+                f"batch size {B} exceeds max_batch={self.cache.max_batch}: build the Engine with a larger "
+                "max_batch (Engine.generate itself queues any number of requests)"
+            )
         if B not in self.batch_buckets:
             raise ValueError(
                 f"batch size {B} is not one of the captured buckets {self.batch_buckets} "
