@@ -274,7 +274,7 @@ def gpu_budget(hf: Any, engine: Engine) -> list[dict[str, Any]]:
             num_extensions=k,
         )
 
-    return budget_rows(engine, prompts, make_spec, max_new)
+    return budget_rows(engine, prompts, make_spec, max_new, repeat=1)
 
 
 def gpu_part(skip_compile: bool) -> dict[str, Any]:

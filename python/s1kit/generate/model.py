@@ -298,7 +298,11 @@ class Transformer(nn.Module):
 
     @classmethod
     def from_hf_model(cls, hf_model: nn.Module) -> Transformer:
-        """Build from a loaded ``transformers`` model (same device and dtype; weights are copied)."""
+        """Build from a loaded ``transformers`` model, on its device and in its dtype.
+
+        Unfused tensors (embeddings, norms, o/down projections) share storage with ``hf_model``; the
+        fused q/k/v and gate/up weights are new tensors.
+        """
         p = next(hf_model.parameters())
         return cls.from_hf_state_dict(hf_model.config, hf_model.state_dict(), device=p.device, dtype=p.dtype)
 
