@@ -77,7 +77,9 @@ class RefRow:
         return sp.grace_tokens == 0 or s.line_closed or s.grace_used >= sp.grace_tokens
 
     def may_end(self) -> bool:
-        return self.s.thinking >= self.spec.min_thinking_tokens and self.s.extensions >= self.spec.num_extensions
+        return (
+            self.s.thinking >= self.spec.min_thinking_tokens and self.s.extensions >= self.spec.num_extensions
+        )
 
     def is_end_attempt(self, t: int) -> bool:
         return t in self.spec.eos or ends_with([*self.s.stream, t], self.spec.think_end)
@@ -91,6 +93,11 @@ class RefRow:
         if self.spec.answer_prefix and self.spec.eos:
             return "answer"
         return None
+
+    def mask_kind(self) -> str | None:
+        """Mask mode cannot replace a sampled EOS: an allowed EOS just ends the row."""
+        kind = self.redirect_kind()
+        return None if kind == "answer" else kind
 
     def triggers(self, kind: str | None, t: int) -> bool:
         if kind == "extension":
@@ -188,7 +195,7 @@ class RefRow:
             return self.s.queue[0], -1, set()
         if self.cap_reached():
             return self.spec.answer_prefix[0], -1, set()
-        kind = self.redirect_kind()
+        kind = self.mask_kind()
         target = self.redirect_target(kind)
         if target is None:
             return -1, -1, set()
@@ -199,7 +206,7 @@ class RefRow:
         if self.idle():
             return
         force, target, banned = self.mask()
-        kind = self.redirect_kind()
+        kind = self.mask_kind()
         self._save()
         if force >= 0:
             if emitted != force:

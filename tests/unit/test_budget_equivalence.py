@@ -78,7 +78,7 @@ def test_override_mode_matches_reference(
 ) -> None:
     batch = BudgetBatch(3, max_rollback=3)
     refs: list[RefRow | None] = []
-    for slot, (r, p) in enumerate(zip(ref_specs, prompts)):
+    for slot, (r, p) in enumerate(zip(ref_specs, prompts, strict=False)):
         batch.insert(slot, native(r))
         batch.process_prompt(slot, p)
         row = RefRow(r, max_rollback=3)
@@ -88,7 +88,7 @@ def test_override_mode_matches_reference(
     for o in ops:
         if o[0] == "step":
             batch.step(np.asarray(o[1], dtype=np.int64), out)
-            expect = [row.step(t) if row is not None else -1 for row, t in zip(refs, o[1])]
+            expect = [row.step(t) if row is not None else -1 for row, t in zip(refs, o[1], strict=False)]
             assert out.tolist() == expect
         elif o[0] == "rollback":
             row = refs[o[1]]

@@ -139,13 +139,15 @@ class BudgetSpec:
         if eos is None:
             eos_id = getattr(tokenizer, "eos_token_id", None)
             eos = [] if eos_id is None else [int(eos_id)]
-        v = len(tokenizer) if vocab_size is None else int(vocab_size)  # type: ignore[arg-type]
+        v = len(tokenizer) if vocab_size is None else int(vocab_size)
         return cls(
             vocab_size=v,
             think_start=tuple(spell_delimiter(tokenizer, s, "think_start") for s in starts),
             think_end=tuple(spell_delimiter(tokenizer, s, "think_end") for s in ends),
             eos=_ids(eos),
-            answer_prefix=spell(tokenizer, d_answer if answer_prefix is None else answer_prefix, "answer_prefix"),
+            answer_prefix=spell(
+                tokenizer, d_answer if answer_prefix is None else answer_prefix, "answer_prefix"
+            ),
             extensions=tuple(spell(tokenizer, e, "extension", context=extension_context) for e in exts),
             max_thinking_tokens=max_thinking_tokens,
             min_thinking_tokens=min_thinking_tokens,

@@ -267,7 +267,7 @@ impl BudgetBatch {
             let Some(row) = &self.slots[slot] else {
                 continue;
             };
-            match row.state.plan(&row.spec) {
+            match row.state.mask_plan(&row.spec) {
                 Plan::Idle => {}
                 Plan::Force(t) => out.force[i] = t as i32,
                 Plan::Free(redirect) => {

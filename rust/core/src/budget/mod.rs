@@ -32,7 +32,9 @@
 //!   moved (`logit[r] = logsumexp(logit[r], logit[banned])`). Emitting the redirect token then
 //!   counts as the end attempt and forces the rest of the extension. For sampling this has exactly
 //!   the distribution of override mode over the first token; a natural emission of the redirect
-//!   token is indistinguishable from a redirected one and is counted as an extension.
+//!   token is indistinguishable from a redirected one and is counted as an extension. A stack that
+//!   only edits logits cannot replace a sampled EOS, so in mask mode an allowed EOS in the thinking
+//!   span ends the row instead of forcing the answer prefix.
 
 pub mod batch;
 pub mod matcher;

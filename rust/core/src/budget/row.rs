@@ -248,9 +248,19 @@ impl RowState {
         }
     }
 
+    /// What this row requires in mask mode. A logits-only stack cannot replace a sampled EOS, and
+    /// moving its probability onto the answer prefix's first token (often a bare newline) would
+    /// misread natural newlines as redirects, so an allowed EOS in thinking simply ends the row.
+    pub fn mask_plan(&self, c: &CompiledSpec) -> Plan {
+        match self.plan(c) {
+            Plan::Free(Redirect::EosToAnswer) => Plan::Free(Redirect::None),
+            p => p,
+        }
+    }
+
     /// Mask mode: the stack emitted `emitted` after applying this row's mask.
     pub fn advance(&mut self, c: &CompiledSpec, emitted: i64) {
-        match self.plan(c) {
+        match self.mask_plan(c) {
             Plan::Idle => {}
             Plan::Force(t) => {
                 if emitted != i64::from(t) {

@@ -1,0 +1,1 @@
+"""The s1 recipe in miniature on a CPU (``s1kit demo``)."""
