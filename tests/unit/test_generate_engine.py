@@ -227,3 +227,18 @@ def test_generation_stops_at_the_cache_length(tok, prompts):
         [Request(prompts[0], SamplingParams(max_new_tokens=100))]
     )
     assert ref[0].token_ids[: len(r.token_ids)] == r.token_ids
+
+
+def test_rows_finishing_at_prefill_leave_at_once(tok, prompts):
+    """max_new_tokens=1 rows end with their prefill token; the others are unaffected."""
+    hf = tiny_hf_model("qwen2", tok, seed=3)
+    eng = Engine(hf, tok, max_batch=4, max_len=128)
+    reqs = [Request(p, SamplingParams(max_new_tokens=1 if i % 2 else 12)) for i, p in enumerate(prompts)]
+    res = eng.generate(reqs)
+    full = eng.generate([Request(p, SamplingParams(max_new_tokens=12)) for p in prompts])
+    for i, (r, f) in enumerate(zip(res, full, strict=True)):
+        assert r.token_ids == f.token_ids[: 1 if i % 2 else 12]
+        if i % 2:
+            assert r.decode_tokens_per_s == 0.0
+        else:
+            assert r.decode_tokens_per_s > 0
