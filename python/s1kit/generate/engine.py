@@ -364,11 +364,7 @@ class _Run:
         """
         k = len(sampled)
         sl = slice(start, start + k)
-        out = self.out_N[:k]
-        out.fill(-1)
-        if self.n_budget:
-            # The budget core sees every sampled token; slots without a budget answer -1.
-            self.budget.step(sampled, out, rows=self.slots_N[sl])
+        out = self.budget_override(start, sampled)
         forced = out >= 0
         emitted = np.where(forced, out, sampled)
         h = self.host
@@ -401,6 +397,21 @@ class _Run:
             row.finish = self._finish_reason(row, ids[j], slot, acc)
             if row.finish is not None:
                 self._finish(row, slot, acc, now)
+
+    def budget_override(self, start: int, sampled: np.ndarray) -> np.ndarray:
+        """(sampled tokens of slots ``start..``) -> per row the forced token, or -1.
+
+        The budget's only hook into the loop. It runs on the host (the Rust core); the device applies
+        its result with :func:`~s1kit.generate.step.apply_budget_override`. An in-graph automaton
+        would replace this function and that override input, nothing else.
+        """
+        k = len(sampled)
+        out = self.out_N[:k]
+        out.fill(-1)
+        if self.n_budget:
+            # The budget core sees every sampled token; slots without a budget answer -1.
+            self.budget.step(sampled, out, rows=self.slots_N[start : start + k])
+        return out
 
     def _finish_reason(self, row: _Row, t: int, slot: int, acc: Any) -> str | None:
         e = self.e
