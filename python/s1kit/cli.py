@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": "s1kit.demo.cli",
     "budget": "s1kit.budget.cli",
     "train": "s1kit.train.cli",
+    "generate": "s1kit.generate.cli",
 }
 
 
