@@ -30,7 +30,7 @@ def test_math500_solutions_grade_correct(shared_data: Path) -> None:
 def test_math500_solutions_do_not_match_other_answers(shared_data: Path) -> None:
     # The same grader must reject a solution's answer against another problem's answer (shifted by one),
     # except where the two answers happen to be equal.
-    rows = _rows(shared_data / "eval" / "math500.jsonl")[:40]
+    rows = _rows(shared_data / "eval" / "math500.jsonl")[:20]
     preds = [extract_answer(str(r["solution"]), "math500") for r in rows]
     golds = [str(r["answer"]) for r in rows[1:]] + [str(rows[0]["answer"])]
     same = sum(str(a) == str(b) for a, b in zip([r["answer"] for r in rows], golds, strict=True))
