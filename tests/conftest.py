@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real benchmark data lives."""
+"""Shared fixtures: the real benchmark files in ../shared/data, located once."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$S1KIT_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("S1KIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``$S1KIT_SHARED_DATA`` or ``<repo root>/../shared/data``; skips the test when it is absent."""
-    path = Path(os.environ.get("S1KIT_SHARED_DATA", REPO_ROOT / ".." / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"shared data not found at {path}; set S1KIT_SHARED_DATA to the shared/data folder")
+    path = shared_data_dir()
+    if not (path / "eval").is_dir():
+        pytest.skip(f"shared benchmark data not found at {path}: set S1KIT_SHARED_DATA to its folder")
     return path
