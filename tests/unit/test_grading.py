@@ -109,6 +109,8 @@ EQUIVALENT = [
     ("25\\%", "25"),
     ("(3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)"),
     ("\\text{Evelyn}", "\\text{Evelyn}"),
+    ("Evelyn", "\\text{Evelyn}"),
+    ("\\textbf{north}", "\\text{North}"),
     ("x^2+2x+1", "(x+1)^2"),
     ("3.0", "3"),
     ("\\{1, 2\\}", "\\{2, 1\\}"),
@@ -125,6 +127,7 @@ NOT_EQUIVALENT = [
     ("(1, 2)", "(2, 1)"),
     ("91^\\circ", "90"),
     ("\\text{Evelyn}", "\\text{Bob}"),
+    ("Eve", "\\text{Evelyn}"),
     ("x^2+1", "(x+1)^2"),
     ("\\frac{\\pi}{3}", "\\frac{\\pi}{2}"),
     ("12", "-12"),
@@ -153,6 +156,9 @@ def test_not_equivalent_pairs_both_directions(a: str, b: str) -> None:
         ("33.5", "33", False),
         ("34", "33", False),
         ("\\frac{66}{2}", "33", False),  # AIME answers are written as integers
+        ("204 minutes", "204", True),
+        ("204\\text{ minutes}", "204", True),
+        ("204.5 minutes", "204", False),
         (None, "33", False),
     ],
 )

@@ -184,7 +184,8 @@ def as_integer(answer: str) -> int | None:
     s = s.strip("()").rstrip(".")
     if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+", s):
         s = s.replace(",", "")
-    m = re.fullmatch(r"([+-]?\d+)(?:\.0*)?", s)
+    # A trailing word is a unit ("204 minutes", "5\text{ ways}"); anything else is not an integer.
+    m = re.fullmatch(r"([+-]?\d+)(?:\.0*)?(?:[A-Za-z]+)?", s)
     return int(m.group(1)) if m else None
 
 
@@ -243,6 +244,15 @@ def _math_equivalent(prediction: str, gold: str, timeout_s: float | None) -> tup
     return False, timed_out
 
 
+def _plain_text(answer: str) -> str:
+    s = answer.strip().strip("$")
+    prev = None
+    while prev != s:
+        prev = s
+        s = _WRAPPER_RE.sub(r"\1", s)
+    return re.sub(r"\s+", " ", s).strip().rstrip(".")
+
+
 def _fast_path(prediction: str | None, gold: str, task: str) -> bool | None:
     """The verdict when it needs no math-verify (``None`` otherwise)."""
     if prediction is None:
@@ -259,6 +269,14 @@ def _fast_path(prediction: str | None, gold: str, task: str) -> bool | None:
             raise ValueError(f"gold={gold!r} is not an integer; {task} golds must be integers")
         return p is not None and p == g
     if prediction.strip() == gold.strip() and gold.strip():
+        return True
+    # Word answers ("\text{Evelyn}"): math-verify reads bare words as products of symbols, so "Evelyn"
+    # would not match "\text{Evelyn}"; compare the words themselves.
+    if (
+        ("\\text" in gold or "\\text" in prediction)
+        and re.search(r"[A-Za-z]{2}", _plain_text(gold))
+        and _plain_text(prediction).lower() == _plain_text(gold).lower()
+    ):
         return True
     if task == "amc23":
         p, g = as_integer(prediction), as_integer(gold)
