@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from s1kit.eval.methods import METHODS
+
 pytestmark = [
     pytest.mark.slow,  # three CLI runs: ~20 s on an idle 2-core machine
     pytest.mark.skipif(
@@ -84,6 +86,18 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@pytest.fixture
+def one_torch_thread() -> Any:
+    # A tiny model gains nothing from intra-op threads, and they spin against other work on 2 cores.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_eval_end_to_end_writes_everything_and_resumes(
     tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -102,15 +116,28 @@ def test_eval_end_to_end_writes_everything_and_resumes(
     out = tmp_path / "out"
     argv = [
         "eval", "--model", str(model_dir), "--out", str(out), "--tasks", "math500",
-        "--methods", "budget_forcing,truncation", "--budgets", "8,16", "--extensions", "0,1",
-        "--limit", "3", "--seed", "42", "--max-new-tokens", "40", "--max-answer-tokens", "16",
-        "--device", "cpu", "--max-batch", "4", "--max-len", "1024", "--data-dir", str(shared_data),
-        "--no-progress",
+        "--methods", ",".join(METHODS), "--budgets", "8,16", "--extensions", "0,1", "--steps", "2",
+        "--votes", "1,3", "--max-tries", "2", "--limit", "3", "--seed", "42", "--max-new-tokens", "40",
+        "--max-answer-tokens", "16", "--device", "cpu", "--max-batch", "16", "--max-len", "1024",
+        "--data-dir", str(shared_data), "--no-progress",
     ]  # fmt: skip
     assert main(argv) == 0
-    assert (
-        "15 new generations" in capsys.readouterr().out
-    )  # 3 x (cap=8, cap=16, wait=1) + 3 x (cut=8, cut=16)
+    printed = capsys.readouterr().out
+    samples = {m: _lines(out / "samples" / "math500" / f"{m}.jsonl") for m in METHODS}
+    # 3 problems x points: budget forcing cap=8, cap=16, wait=1; truncation cut=8, cut=16; token 8, 16;
+    # steps 2; classes short, long; votes: one pool of 3 samples; rejection: 1 or 2 tries per budget.
+    expected = {
+        "budget_forcing": 9,
+        "truncation": 6,
+        "token_conditional": 6,
+        "step_conditional": 3,
+        "class_conditional": 6,
+        "majority_voting": 9,
+    }
+    assert {m: len(samples[m]) for m in expected} == expected
+    assert 6 <= len(samples["rejection_sampling"]) <= 12
+    total = sum(len(v) for v in samples.values())
+    assert f"{total} new generations" in printed
 
     for name in ("run.json", "summary.csv", "metrics.csv", "report.md", "scaling.png", "scaling.svg"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -119,15 +146,13 @@ def test_eval_end_to_end_writes_everything_and_resumes(
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| math500 | budget_forcing |" in report and "## Sample generations" in report
     summary = (out / "summary.csv").read_text(encoding="utf-8").splitlines()
-    assert len(summary) == 1 + 5  # header + cap=8, cap=16, wait=1, cut=8, cut=16
+    assert len(summary) == 1 + 3 + 2 + 2 + 1 + 2 + 2 + 2  # header + every sweep point of every method
 
     bf_path = out / "samples" / "math500" / "budget_forcing.jsonl"
-    bf = _lines(bf_path)
-    tr = _lines(out / "samples" / "math500" / "truncation.jsonl")
-    assert len(bf) == 9 and len(tr) == 6
+    bf = samples["budget_forcing"]
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     prefix = tok.encode("\n<|im_start|>answer\nFinal Answer:", add_special_tokens=False)
-    for r in bf + tr:
+    for r in [r for rs in samples.values() for r in rs]:
         assert set(r) >= {
             "prompt",
             "generation",
@@ -155,7 +180,9 @@ def test_eval_end_to_end_writes_everything_and_resumes(
         if r["key"].startswith("cap="):
             assert r["thinking_tokens"] <= int(r["key"][4:])
         if r["method"] == "truncation":
-            assert r["generated_tokens"] <= int(r["key"][4:]) and r["forced_tokens"] == 0
+            assert r["generated_tokens"] <= int(r["key"][4:])
+        if r["method"] not in ("budget_forcing", "rejection_sampling"):
+            assert r["forced_tokens"] == 0  # the other methods only count, they never force
     assert any(r["capped"] and r["forced_tokens"] > 0 for r in bf)  # the cap forced an answer somewhere
     assert all("<|im_start|>answer" in r["generation"] for r in bf if r["capped"])
 
