@@ -65,6 +65,8 @@ def test_sweeps_cover_every_method() -> None:
         sweep("beam_search", CFG)
     with pytest.raises(ValueError, match="budgets"):
         SweepConfig(budgets=(0,))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        SweepConfig(budgets=(512, 4096), max_new_tokens=4096)
 
 
 def test_seeds_are_stable_and_distinct() -> None:

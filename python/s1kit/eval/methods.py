@@ -73,6 +73,11 @@ class SweepConfig:
             raise ValueError(f"max_tries={self.max_tries} must be >= 1")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={self.max_new_tokens} must be >= 1")
+        if self.budgets and max(self.budgets) >= self.max_new_tokens:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room to answer after the largest budget "
+                f"{max(self.budgets)}: raise max_new_tokens above the budgets (budget + answer tokens)"
+            )
 
 
 @dataclass(frozen=True)
