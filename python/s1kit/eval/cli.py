@@ -76,6 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-len", type=int, default=None, help="cache length (default: prompt room + max new tokens)"
     )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="requests per engine call, stored when it returns (default: --max-batch); larger keeps the "
+        "batch fuller across stragglers, and a crash then loses up to this many generations",
+    )
     p.add_argument("--grading-workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from stored samples")
@@ -164,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         engine,
         out,
         sweep_cfg,
-        RunConfig(style=args.style, seed=args.seed, grading_workers=args.grading_workers),
+        RunConfig(
+            style=args.style, seed=args.seed, chunk_size=args.chunk_size, grading_workers=args.grading_workers
+        ),
     )
     produced = runner.run(problems, methods, progress=not args.no_progress)
     paths = write_report(out)

@@ -165,6 +165,10 @@ class EvalRunner:
         if self.cfg.style not in THINK_START:
             raise ValueError(f"style={self.cfg.style!r}; use one of {', '.join(THINK_START)}")
         self.chunk_size = self.cfg.chunk_size or int(engine.max_batch)
+        if self.chunk_size < 1:
+            raise ValueError(
+                f"chunk_size={self.chunk_size} must be >= 1 (or None for the engine's max_batch)"
+            )
         vocab = int(engine.model.args.vocab_size) if hasattr(engine, "model") else None
         self.base_spec = BudgetSpec.from_tokenizer(
             self.tokenizer,
