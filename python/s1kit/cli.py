@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "budget": "s1kit.budget.cli",
     "train": "s1kit.train.cli",
     "generate": "s1kit.generate.cli",
+    "eval": "s1kit.eval.cli",
 }
 
 

@@ -1,0 +1,32 @@
+"""Evaluation: benchmark loaders, answer grading, test-time-scaling methods, metrics and reports.
+
+Files: ``grading.py`` (extract_answer, is_equivalent, grade_batch), ``grading_pool.py`` (the
+hang-proof parallel grader), ``tasks.py`` (AIME24/25, AMC23, MATH500, GPQA Diamond), ``methods.py`` (the
+sweeps of each test-time-scaling method), ``runner.py`` (generation through s1kit.generate, resumable
+JSONL), ``metrics.py`` (Control, Scaling, Performance, Budget error), ``report.py`` (tables, figure,
+samples), ``cli.py`` (``s1kit eval``).
+
+Importing this package is light (no torch): grading is usable by curation without the decode stack.
+"""
+
+from __future__ import annotations
+
+from s1kit.eval.grading import (
+    TASKS,
+    GradeResult,
+    GradingPool,
+    answer_segment,
+    extract_answer,
+    grade_batch,
+    is_equivalent,
+)
+
+__all__ = [
+    "TASKS",
+    "GradeResult",
+    "GradingPool",
+    "answer_segment",
+    "extract_answer",
+    "grade_batch",
+    "is_equivalent",
+]

@@ -1,0 +1,181 @@
+"""``s1kit eval``: run test-time-scaling methods on benchmarks and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from s1kit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from s1kit.eval.tasks import Problem
+
+HELP = (
+    "Evaluate a model on AIME/MATH500/AMC/GPQA with test-time-scaling methods; write samples, metrics, plots."
+)
+
+# Settings that change what a stored generation means: a rerun into the same folder must keep them.
+_FIXED = (
+    "model",
+    "seed",
+    "style",
+    "max_new_tokens",
+    "temperature",
+    "sample_temperature",
+    "max_answer_tokens",
+)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", required=True, help="Hugging Face model directory (config, safetensors, tokenizer)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder (rerun into it to resume)")
+    p.add_argument(
+        "--tasks", type=_names, default=["aime24", "math500"], help="aime24,aime25,amc23,math500,gpqa"
+    )
+    p.add_argument("--methods", type=_names, default=["budget_forcing"], help="comma-separated method names")
+    p.add_argument("--budgets", type=_ints, default=(512, 1024, 2048), help="thinking-token budgets")
+    p.add_argument("--extensions", type=_ints, default=(0, 2, 4, 6), help="numbers of forced 'Wait's")
+    p.add_argument("--steps", type=_ints, default=(4, 8, 16), help="step budgets (step_conditional)")
+    p.add_argument("--votes", type=_ints, default=(1, 2, 4, 8), help="k for majority voting")
+    p.add_argument(
+        "--max-tries", type=int, default=8, help="rejection sampling: tries per problem and budget"
+    )
+    p.add_argument("--limit", type=int, default=None, help="first N problems per task")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--style", choices=["s1", "think_tags"], default="s1", help="thinking delimiters")
+    p.add_argument("--max-new-tokens", type=int, default=4096)
+    p.add_argument("--max-answer-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="for the deterministic methods")
+    p.add_argument(
+        "--sample-temperature", type=float, default=1.0, help="rejection sampling, majority voting"
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="folder holding eval/<task>.jsonl")
+    p.add_argument(
+        "--gpqa-path", type=Path, default=None, help="GPQA Diamond CSV/JSONL (the hub set is gated)"
+    )
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument(
+        "--max-len", type=int, default=None, help="cache length (default: prompt room + max new tokens)"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="requests per engine call, stored when it returns (default: --max-batch); larger keeps the "
+        "batch fuller across stragglers, and a crash then loses up to this many generations",
+    )
+    p.add_argument("--grading-workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from stored samples")
+
+
+def _check_run_file(out: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``run`` with an existing run.json, refusing changes that would mix incompatible samples."""
+    path = out / "run.json"
+    if not path.is_file():
+        return run
+    old = json.loads(path.read_text(encoding="utf-8"))
+    for k in _FIXED:
+        a = old.get(k) if k in old else old.get("sweep", {}).get(k)
+        b = run.get(k) if k in run else run["sweep"].get(k)
+        if a != b:
+            raise ConfigError(
+                f"{out} holds a run with {k}={a!r}, this one has {k}={b!r}: reuse the same value to resume, "
+                "or write to another --out"
+            )
+    merged = dict(run)
+    merged["tasks"] = list(dict.fromkeys([*old.get("tasks", []), *run["tasks"]]))
+    merged["methods"] = list(dict.fromkeys([*old.get("methods", []), *run["methods"]]))
+    sweep = dict(run["sweep"])
+    for k in ("budgets", "extensions", "steps", "votes"):
+        sweep[k] = sorted(set(old["sweep"].get(k, [])) | set(sweep[k]))
+    merged["sweep"] = sweep
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from s1kit.eval.methods import SweepConfig, check_methods
+    from s1kit.eval.report import write_report
+
+    out: Path = args.out
+    if args.report_only:
+        paths = write_report(out)
+        print(f"report: {paths['report_md']}")
+        return 0
+
+    import torch
+
+    from s1kit.eval.runner import EvalRunner, RunConfig
+    from s1kit.eval.tasks import load_task
+    from s1kit.generate import Engine
+
+    methods = check_methods(args.methods)
+    sweep_cfg = SweepConfig(
+        budgets=args.budgets,
+        extensions=args.extensions,
+        steps=args.steps,
+        votes=args.votes,
+        max_tries=args.max_tries,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        sample_temperature=args.sample_temperature,
+        max_answer_tokens=args.max_answer_tokens,
+    )
+    problems: dict[str, Sequence[Problem]] = {
+        t: load_task(
+            t,
+            data_dir=args.data_dir,
+            path=args.gpqa_path if t == "gpqa" else None,
+            limit=args.limit,
+            seed=args.seed,
+        )
+        for t in args.tasks
+    }
+    record = {
+        "model": str(Path(args.model).resolve()),
+        "tasks": list(args.tasks),
+        "methods": methods,
+        "seed": args.seed,
+        "style": args.style,
+        "limit": args.limit,
+        "sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sweep_cfg).items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    record = _check_run_file(out, record)
+    (out / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    longest_prompt = 2048  # chat template + the longest benchmark question, with room to spare
+    max_len = args.max_len or longest_prompt + args.max_new_tokens
+    engine = Engine.from_pretrained(args.model, device=device, max_batch=args.max_batch, max_len=max_len)
+    runner = EvalRunner(
+        engine,
+        out,
+        sweep_cfg,
+        RunConfig(
+            style=args.style, seed=args.seed, chunk_size=args.chunk_size, grading_workers=args.grading_workers
+        ),
+    )
+    produced = runner.run(problems, methods, progress=not args.no_progress)
+    paths = write_report(out)
+    print(f"{produced} new generations; report: {paths['report_md']}; figure: {paths['figure_png']}")
+    return 0

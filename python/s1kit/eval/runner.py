@@ -1,0 +1,319 @@
+"""Runs the methods' sweeps on the benchmarks through :class:`s1kit.generate.Engine`, resumably.
+
+Output: ``<out>/samples/<task>/<method>.jsonl``, one line per generation (prompt, full generation,
+extracted answer, gold, correct, thinking / answer / forced tokens, finish reason, seed, ...). Lines are
+appended and fsync'ed after every engine call of at most ``chunk_size`` requests (default: the engine's
+``max_batch``, so a call is one batch in flight). A rerun reads what is there, skips every finished
+generation and continues: a crash loses at most the batch in flight. A torn last line (a crash while
+writing) is dropped on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s1kit.errors import ConfigError, DataError
+from s1kit.eval.grading import GradingPool, extract_answer
+from s1kit.eval.methods import (
+    Setting,
+    SweepConfig,
+    check_methods,
+    count_steps,
+    generation_key,
+    needs_more,
+    sample_seed,
+    sweep,
+)
+from s1kit.eval.tasks import Problem
+
+THINK_START = {"s1": "<|im_start|>think\n", "think_tags": "<think>\n"}
+
+
+def samples_path(out_dir: Path, task: str, method: str) -> Path:
+    return out_dir / "samples" / task / f"{method}.jsonl"
+
+
+# ------------------------------------------------------------------------------------------------ store
+
+
+class SampleStore:
+    """The JSONL file of one (task, method): records keyed by (generation key, problem id, index)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        if path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        for line in raw.splitlines(keepends=True):
+            pos += len(line)
+            if not line.endswith(b"\n"):
+                break  # torn final line: the crash happened while writing it
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    if pos == len(raw):
+                        break
+                    raise DataError(
+                        f"{self.path}: a line before the end is not JSON ({e}); fix or delete the file"
+                    ) from e
+                self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
+            good_end = pos
+        if good_end < len(raw):
+            with self.path.open("r+b") as f:
+                f.truncate(good_end)
+
+    def get(self, key: str, problem_id: str) -> list[dict[str, Any]]:
+        """Stored generations of one problem under ``key``, in index order (contiguous from 0)."""
+        out = []
+        i = 0
+        while (key, problem_id, i) in self.records:
+            out.append(self.records[(key, problem_id, i)])
+            i += 1
+        return out
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        records = list(records)
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_samples(out_dir: Path) -> list[dict[str, Any]]:
+    """Every stored generation under ``out_dir/samples``."""
+    records: list[dict[str, Any]] = []
+    for path in sorted((out_dir / "samples").glob("*/*.jsonl")):
+        records.extend(SampleStore(path).records.values())
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- prompts
+
+
+def build_prompt(tokenizer: Any, problem: Problem, instruction: str, style: str) -> str:
+    """The chat-formatted prompt text, ending where the model starts thinking."""
+    if style not in THINK_START:
+        raise ValueError(f"style={style!r}; use one of {', '.join(THINK_START)}")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            "the tokenizer has no chat template; save one with the model (tokenizer.chat_template) so "
+            "prompts are formatted as the model was trained"
+        )
+    user = problem.prompt if not instruction else f"{problem.prompt}\n\n{instruction}"
+    text: str = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+    )
+    start = THINK_START[style]
+    if not text.endswith(start):
+        text += start
+    return text
+
+
+# ----------------------------------------------------------------------------------------------- runner
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run generates and grades (the sweep values are in :class:`SweepConfig`)."""
+
+    style: str = "s1"
+    seed: int = 42
+    chunk_size: int | None = None
+    grading_workers: int = 1
+    grading_timeout_s: float = 5.0
+
+
+@dataclass
+class _Job:
+    setting: Setting
+    problem: Problem
+    index: int
+    prompt: str
+    prompt_ids: list[int]
+
+
+class EvalRunner:
+    """Generates, grades and stores every sweep point of the given methods on the given problems."""
+
+    def __init__(
+        self, engine: Any, out_dir: Path, sweep_cfg: SweepConfig, run_cfg: RunConfig | None = None
+    ) -> None:
+        from s1kit.budget import BudgetSpec
+
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self.out_dir = Path(out_dir)
+        self.sweep_cfg = sweep_cfg
+        self.cfg = run_cfg or RunConfig()
+        if self.cfg.style not in THINK_START:
+            raise ValueError(f"style={self.cfg.style!r}; use one of {', '.join(THINK_START)}")
+        self.chunk_size = self.cfg.chunk_size or int(engine.max_batch)
+        if self.chunk_size < 1:
+            raise ValueError(
+                f"chunk_size={self.chunk_size} must be >= 1 (or None for the engine's max_batch)"
+            )
+        vocab = int(engine.model.args.vocab_size) if hasattr(engine, "model") else None
+        self.base_spec = BudgetSpec.from_tokenizer(
+            self.tokenizer,
+            style="s1" if self.cfg.style == "s1" else "think_tags",
+            vocab_size=vocab,
+        )
+        self._prompt_cache: dict[tuple[str, str, str], tuple[str, list[int]]] = {}
+
+    def _prompt(self, problem: Problem, instruction: str) -> tuple[str, list[int]]:
+        key = (problem.task, problem.id, instruction)
+        if key not in self._prompt_cache:
+            text = build_prompt(self.tokenizer, problem, instruction, self.cfg.style)
+            ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+            self._prompt_cache[key] = (text, ids)
+        return self._prompt_cache[key]
+
+    def _pending(
+        self, settings: Sequence[Setting], problems: Sequence[Problem], store: SampleStore
+    ) -> list[_Job]:
+        jobs: list[_Job] = []
+        seen: set[tuple[str, str, int]] = set()
+        for s in settings:
+            for p in problems:
+                key, _ = generation_key(s, 0)
+                recs = store.get(key, p.id)
+                if not needs_more(s, recs):
+                    continue
+                # Rejection sampling decides after each try; the others know all they need now.
+                last = len(recs) + 1 if s.method == "rejection_sampling" else s.samples
+                for i in range(len(recs), last):
+                    if (key, p.id, i) in seen:
+                        continue
+                    seen.add((key, p.id, i))
+                    text, ids = self._prompt(p, s.instruction)
+                    jobs.append(_Job(s, p, i, text, ids))
+        return jobs
+
+    def _request(self, job: _Job) -> Any:
+        from s1kit.generate import Request, SamplingParams
+
+        s = job.setting
+        spec = self.base_spec.replace(
+            max_thinking_tokens=s.max_thinking_tokens,
+            num_extensions=s.num_extensions,
+            max_answer_tokens=self.sweep_cfg.max_answer_tokens,
+        )
+        if s.max_thinking_tokens is None and s.num_extensions == 0:
+            # Only counting: without an answer prefix the spec never forces anything, not even when
+            # the model ends its thinking with EOS.
+            spec = spec.replace(answer_prefix=())
+        key, _ = generation_key(s, job.index)
+        seed = sample_seed(self.cfg.seed, job.problem.task, job.problem.id, s.method, key, job.index)
+        return Request(
+            prompt_ids=job.prompt_ids,
+            sampling=SamplingParams(temperature=s.temperature, seed=seed, max_new_tokens=s.max_new_tokens),
+            budget=spec,
+            request_id=f"{job.problem.task}|{s.method}|{key}|{job.problem.id}|{job.index}",
+        )
+
+    def _record(self, job: _Job, result: Any, seed: int) -> dict[str, Any]:
+        s = job.setting
+        key, _ = generation_key(s, job.index)
+        return {
+            "task": job.problem.task,
+            "method": s.method,
+            "key": key,
+            "label": s.label if s.method != "majority_voting" else "votes",
+            "problem_id": job.problem.id,
+            "index": job.index,
+            "seed": seed,
+            "prompt": job.prompt,
+            "prompt_tokens": len(job.prompt_ids),
+            "generation": result.text,
+            "extracted": extract_answer(result.text, job.problem.task),
+            "gold": job.problem.answer,
+            "correct": False,
+            "grading_timed_out": False,
+            "thinking_tokens": int(result.thinking_tokens),
+            "answer_tokens": int(result.answer_tokens),
+            "forced_tokens": int(result.forced_tokens),
+            "extensions_used": int(result.extensions_used),
+            "capped": bool(result.capped),
+            "generated_tokens": len(result.token_ids),
+            "token_ids": [int(t) for t in result.token_ids],
+            "finish_reason": result.finish_reason,
+            "steps": count_steps(result.text),
+            "max_thinking_tokens": s.max_thinking_tokens,
+            "num_extensions": s.num_extensions,
+            "max_new_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "decode_tokens_per_s": float(result.decode_tokens_per_s),
+        }
+
+    def run(
+        self, problems_by_task: dict[str, Sequence[Problem]], methods: Sequence[str], *, progress: bool = True
+    ) -> int:
+        """Generate everything missing; returns how many generations this call produced."""
+        from tqdm.auto import tqdm
+
+        methods = check_methods(methods)
+        produced = 0
+        with GradingPool(workers=self.cfg.grading_workers, timeout_s=self.cfg.grading_timeout_s) as pool:
+            for task, problems in problems_by_task.items():
+                stores = {m: SampleStore(samples_path(self.out_dir, task, m)) for m in methods}
+                settings = {m: sweep(m, self.sweep_cfg) for m in methods}
+                pending = {m: self._pending(settings[m], problems, stores[m]) for m in methods}
+                bar = tqdm(
+                    total=sum(len(j) for j in pending.values()), desc=task, unit="gen", disable=not progress
+                )
+                for m in methods:
+                    jobs = pending[m]
+                    while jobs:
+                        for start in range(0, len(jobs), self.chunk_size):
+                            chunk = jobs[start : start + self.chunk_size]
+                            produced += self._run_chunk(chunk, stores[m], pool)
+                            bar.update(len(chunk))
+                        jobs = self._pending(
+                            settings[m], problems, stores[m]
+                        )  # rejection sampling's next tries
+                        bar.total += len(jobs)
+                        bar.refresh()
+                bar.close()
+        return produced
+
+    def _run_chunk(self, chunk: Sequence[_Job], store: SampleStore, pool: GradingPool) -> int:
+        requests = [self._request(j) for j in chunk]
+        results = self.engine.generate(requests)
+        by_id = {r.request_id: r for r in results}
+        records = [
+            self._record(j, by_id[req.request_id], req.sampling.seed)
+            for j, req in zip(chunk, requests, strict=True)
+        ]
+        graded = pool.grade([(r["extracted"], r["gold"], r["task"]) for r in records])
+        for rec, g in zip(records, graded, strict=True):
+            rec["correct"] = g.correct
+            rec["grading_timed_out"] = g.timed_out
+        store.append(records)
+        return len(records)
+
+
+def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """Records by (task, method, generation key, problem id), each list in index order."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["method"], r["key"], str(r["problem_id"]))].append(r)
+    for g in groups.values():
+        g.sort(key=lambda r: int(r["index"]))
+    return groups

@@ -1,0 +1,220 @@
+"""Benchmark loaders: AIME 2024, AIME 2025, AMC 2023, MATH500 and GPQA Diamond, mapped to one schema.
+
+Local copies live in ``<data dir>/eval/<task>.jsonl`` (the project's ``../shared/data``; see its
+SOURCES.md). The field names differ between files (``problem`` vs ``question``; ``answer`` a string, a
+float or LaTeX): :func:`load_task` maps each to :class:`Problem` and records which fields it used in
+``Problem.source``. Without a local file the loader tries the Hugging Face hub (``huggingface_hub``,
+already a dependency of transformers), which needs network access and, for GPQA, an accepted gate.
+
+GPQA Diamond is not redistributed (its authors ask that its questions stay out of plain-text corpora).
+Give its CSV (the official ``gpqa_diamond.csv``) or a JSONL with the same columns by path. The four
+options are shuffled with a per-question seed into a lettered multiple choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s1kit.errors import DataError
+from s1kit.eval.grading import CHOICE_TASKS, TASKS
+
+# Tasks with a loader (``math`` is a grading mode only).
+LOADABLE_TASKS: tuple[str, ...] = tuple(t for t in TASKS if t != "math")
+
+# Hub sources, tried only when no local file exists: (repo id, file in the repo). Not exercised by the
+# tests (no network there); a different mirror can always be given as a local file.
+HUB_SOURCES: dict[str, tuple[str, str]] = {
+    "math500": ("HuggingFaceH4/MATH-500", "test.jsonl"),
+    "aime24": ("HuggingFaceH4/aime_2024", "data/train-00000-of-00001.parquet"),
+    "aime25": ("yentinglin/aime_2025", "data/train-00000-of-00001.parquet"),
+    "amc23": ("math-ai/amc23", "test-00000-of-00001.parquet"),
+    "gpqa": ("Idavidrein/gpqa", "gpqa_diamond.csv"),
+}
+
+# Candidate field names, in order of preference.
+_QUESTION_FIELDS = ("problem", "question", "Problem", "Question")
+_ANSWER_FIELDS = ("answer", "Answer", "final_answer")
+_ID_FIELDS = ("id", "unique_id", "ID", "Record ID", "idx")
+
+GPQA_LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark question in the common schema.
+
+    ``answer`` is the gold answer as a string (an integer spelled plainly for AIME/AMC, a letter for
+    GPQA). ``choices`` holds GPQA's four options in their shuffled order. ``source`` says which file and
+    fields the row came from.
+    """
+
+    task: str
+    id: str
+    question: str
+    answer: str
+    choices: tuple[str, ...] = ()
+    solution: str = ""
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def prompt(self) -> str:
+        """The user message: the question, plus the lettered options for multiple choice."""
+        if not self.choices:
+            return self.question
+        options = "\n".join(f"({GPQA_LETTERS[i]}) {c}" for i, c in enumerate(self.choices))
+        return f"{self.question}\n\nChoices:\n{options}\n\nAnswer with the letter of the correct choice."
+
+
+def default_data_dir() -> Path | None:
+    """``$S1KIT_SHARED_DATA`` when set, else ``None`` (callers then pass a directory or use the hub)."""
+    env = os.environ.get("S1KIT_SHARED_DATA")
+    return Path(env) if env else None
+
+
+def _pick(row: dict[str, Any], names: Sequence[str], what: str, where: str) -> tuple[str, Any]:
+    for name in names:
+        if name in row and row[name] is not None and str(row[name]) != "":
+            return name, row[name]
+    raise DataError(
+        f"{where}: a row has no {what} field (looked for {', '.join(names)}); keys: {sorted(row)}"
+    )
+
+
+def _canonical_answer(task: str, value: Any) -> str:
+    # AMC23's answers are floats (27.0): spell integers plainly so graders and reports see "27".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return list(data if isinstance(data, list) else data.get("data", []))
+        if suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as f:
+                return list(csv.DictReader(f))
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+            return rows
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def _from_hub(task: str) -> Path:
+    repo, filename = HUB_SOURCES[task]
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
+    except Exception as e:
+        gated = (
+            " (gated: accept its terms on the hub and log in with `hf auth login`)" if task == "gpqa" else ""
+        )
+        raise DataError(
+            f"no local file for {task} and the hub download of {repo}/{filename} failed{gated}: {e}. "
+            f"Pass --data-dir with eval/{task}.jsonl, or a file path for the task"
+        ) from e
+
+
+def resolve_task_file(task: str, data_dir: Path | None = None, path: Path | None = None) -> Path:
+    """Where ``task`` is read from: ``path``, else ``<data_dir>/eval/<task>.jsonl``, else the hub."""
+    if task not in LOADABLE_TASKS:
+        raise ValueError(f"task={task!r} has no loader; use one of {', '.join(LOADABLE_TASKS)}")
+    if path is not None:
+        if not path.is_file():
+            raise DataError(f"{task}: file {path} does not exist")
+        return path
+    data_dir = data_dir if data_dir is not None else default_data_dir()
+    if data_dir is not None:
+        for name in (f"{task}.jsonl", f"{task}.csv", f"{task}.parquet", "gpqa_diamond.csv"):
+            candidate = data_dir / "eval" / name
+            if candidate.is_file() and (name.startswith(task) or task == "gpqa"):
+                return candidate
+    return _from_hub(task)
+
+
+def _gpqa_problem(row: dict[str, Any], index: int, seed: int, where: str) -> Problem:
+    try:
+        question = str(row["Question"]).strip()
+        correct = str(row["Correct Answer"]).strip()
+        wrong = [str(row[f"Incorrect Answer {i}"]).strip() for i in (1, 2, 3)]
+    except KeyError as e:
+        raise DataError(
+            f"{where}: GPQA rows need 'Question', 'Correct Answer' and 'Incorrect Answer 1..3'; missing {e}"
+        ) from None
+    pid = str(row.get("Record ID") or row.get("id") or index)
+    options = [correct, *wrong]
+    # A per-question stream: the order does not depend on which other questions are loaded.
+    random.Random(f"{seed}:{pid}").shuffle(options)
+    letter = GPQA_LETTERS[options.index(correct)]
+    return Problem(
+        task="gpqa",
+        id=pid,
+        question=question,
+        answer=letter,
+        choices=tuple(options),
+        source=f"{where} (Question, Correct Answer, Incorrect Answer 1-3; options shuffled, seed {seed})",
+        meta={k: row[k] for k in ("Subdomain", "High-level domain") if k in row},
+    )
+
+
+def load_task(
+    task: str,
+    *,
+    data_dir: Path | None = None,
+    path: Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[Problem]:
+    """Load ``task`` as :class:`Problem` rows, in file order, at most ``limit`` of them.
+
+    ``seed`` only affects GPQA (the option order). Raises :class:`DataError` when the file lacks a
+    needed field, naming the fields it looked for.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit} must be >= 1 or None")
+    file = resolve_task_file(task, data_dir, path)
+    rows = _read_rows(file)
+    if not rows:
+        raise DataError(f"{file} holds no rows for {task}")
+    problems: list[Problem] = []
+    for i, row in enumerate(rows[:limit] if limit else rows):
+        where = f"{file}:{i + 1}"
+        if task in CHOICE_TASKS:
+            problems.append(_gpqa_problem(row, i, seed, where))
+            continue
+        qf, question = _pick(row, _QUESTION_FIELDS, "question", where)
+        af, answer = _pick(row, _ANSWER_FIELDS, "answer", where)
+        pid = next((str(row[k]) for k in _ID_FIELDS if k in row and row[k] not in (None, "")), str(i))
+        problems.append(
+            Problem(
+                task=task,
+                id=pid,
+                question=str(question).strip(),
+                answer=_canonical_answer(task, answer),
+                solution=str(row.get("solution") or ""),
+                source=f"{file} (question: {qf}, answer: {af})",
+                meta={k: row[k] for k in ("subject", "level", "url") if k in row},
+            )
+        )
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{file}: problem ids are not unique; results could not be resumed reliably")
+    return problems
