@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.unit.tiny_lm import tiny_hf_model, tiny_tokenizer
 
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
 from s1kit.generate.sampling import SamplingMode
+from tests.unit.tiny_lm import tiny_hf_model, tiny_tokenizer
 
 pytestmark = [
     pytest.mark.gpu,
