@@ -1,0 +1,20 @@
+"""Generation: a static-cache, CUDA-graph decode loop with budget forcing inside it.
+
+::
+
+    from s1kit.generate import Engine, Request, SamplingParams
+    engine = Engine.from_pretrained("path/to/Qwen2.5-0.5B-Instruct", device="cuda", max_batch=16)
+    results = engine.generate([Request(prompt_ids=ids, sampling=SamplingParams(max_new_tokens=512),
+                                       budget=spec)])
+
+Files: ``model.py`` (Qwen2/Llama in the gpt-fast style), ``cache.py`` (static K/V cache),
+``sampling.py`` (counter-based seeded sampling), ``step.py`` (the fixed-shape step and its CUDA
+graphs), ``engine.py`` (admission, prefill, the loop, budget forcing, results), ``cli.py``.
+"""
+
+from __future__ import annotations
+
+from s1kit.generate.engine import Engine
+from s1kit.generate.types import Request, Result, SamplingParams
+
+__all__ = ["Engine", "Request", "Result", "SamplingParams"]

@@ -1,0 +1,133 @@
+"""``s1kit generate``: budget-forced generation from a Hugging Face model directory, JSONL out."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "Generate with a static-cache decode loop and optional budget forcing (JSONL out)."
+
+THINK_OPENERS = {"s1": "<|im_start|>think\n", "think_tags": "<think>\n"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (safetensors)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    src.add_argument(
+        "--prompts-file",
+        type=Path,
+        help="one prompt per line, or JSONL objects with a 'prompt' field (and optional 'id')",
+    )
+    p.add_argument("--output", type=Path, help="JSONL output file (default: stdout)")
+    p.add_argument("--no-chat-template", action="store_true", help="send the prompts as raw text")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on CUDA, fp32 on CPU"
+    )
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-len", type=int, default=4096, help="cache length: prompt plus generated tokens")
+    g = p.add_argument_group("budget forcing (on when --style or any budget flag is given)")
+    g.add_argument("--style", choices=sorted(THINK_OPENERS), help="thinking delimiters (default s1)")
+    g.add_argument("--max-thinking-tokens", type=int, help="cap the thinking span, then force the answer")
+    g.add_argument("--min-thinking-tokens", type=int, default=0, help="suppress earlier ends of thinking")
+    g.add_argument("--num-extensions", type=int, default=0, help="suppress this many ends of thinking")
+    g.add_argument("--extension", default="Wait", help="text forced when an end is suppressed")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--max-new-tokens", type=int, default=1024)
+    s.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def _read_prompts(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if args.prompt:
+        return [(str(i), t) for i, t in enumerate(args.prompt)]
+    path: Path = args.prompts_file
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts-file {path} does not exist")
+    out: list[tuple[str, str]] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            obj = json.loads(line)
+            if "prompt" not in obj:
+                from s1kit.errors import DataError
+
+                raise DataError(f"{path}:{i + 1}: a JSON line needs a 'prompt' field")
+            out.append((str(obj.get("id", len(out))), str(obj["prompt"])))
+        else:
+            out.append((str(len(out)), line))
+    return out
+
+
+def render_prompt(tokenizer: Any, text: str, *, chat: bool, style: str | None) -> str:
+    """The text the model continues: chat template (user turn, generation prompt) and thinking opener."""
+    if chat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the tokenizer has no chat template: pass --no-chat-template to send raw text")
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    if style is not None and not text.endswith(THINK_OPENERS[style]):
+        text += THINK_OPENERS[style]
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from s1kit.budget import BudgetSpec
+    from s1kit.generate import Engine, Request, SamplingParams
+
+    budget_on = args.style is not None or args.max_thinking_tokens is not None or args.num_extensions > 0
+    budget_on = budget_on or args.min_thinking_tokens > 0
+    style = (args.style or "s1") if budget_on else None
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    engine = Engine.from_pretrained(
+        args.model, device=args.device, dtype=dtype, max_batch=args.max_batch, max_len=args.max_len
+    )
+    tok = engine.tokenizer
+    spec = None
+    if style is not None:
+        spec = BudgetSpec.from_tokenizer(
+            tok,
+            style=style,  # type: ignore[arg-type]  # argparse choices guarantee a known style
+            max_thinking_tokens=args.max_thinking_tokens,
+            min_thinking_tokens=args.min_thinking_tokens,
+            num_extensions=args.num_extensions,
+            extension=args.extension,
+            vocab_size=max(len(tok), engine.model.args.vocab_size),
+        )
+    sampling = SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        stop=tuple(args.stop),
+    )
+    prompts = _read_prompts(args)
+    requests = []
+    for rid, text in prompts:
+        rendered = render_prompt(tok, text, chat=not args.no_chat_template, style=style)
+        ids = tok.encode(rendered, add_special_tokens=False)
+        requests.append(Request(prompt_ids=ids, sampling=sampling, budget=spec, request_id=rid))
+    results = engine.generate(requests, progress=args.progress)
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for (_, text), res in zip(prompts, results, strict=True):
+            row = {"prompt": text, **dataclasses.asdict(res)}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0

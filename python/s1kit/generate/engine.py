@@ -1,0 +1,522 @@
+"""The generation engine: batched prefill, a fixed-shape decode loop, budget forcing inside it.
+
+Shape legend: B batch rows, T prompt tokens (padded), V vocabulary, N = max_batch slots.
+
+Rows live in cache slots ``[0, n)``. New requests are prefilled into the slots after the active
+ones (continuous batching: a slot freed by a finished row is refilled while the others decode). A
+finished row leaves the batch at once: the last active row moves into its slot (its K/V, its budget
+state and its sampling parameters), and the step runs on the smallest batch bucket holding ``n``
+rows, so finished rows stop costing compute.
+
+Each step: the device samples one token per row (:mod:`s1kit.generate.step`); the host reads them
+(the one sync), the budget core (``BudgetBatch.step``, override mode) returns per row a forced token
+or -1, and the emitted token is the forced one or the sampled one. A forced token reaches the model
+as the next step's input through ``override``: forcing "Wait" or the answer prefix costs exactly the
+forced tokens' decode steps, never a re-prefill.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from s1kit.budget import BudgetBatch, Phase
+from s1kit.generate.model import Transformer, load_safetensors_dir
+from s1kit.generate.sampling import SamplingMode, fold_seed, sample, sampling_mode
+from s1kit.generate.step import DecodeStep, bucket_for
+from s1kit.generate.types import Request, Result, SamplingParams
+
+OnToken = Callable[[str, int], None]
+
+# Upper bound on padded tokens per prefill forward; larger admissions are split.
+PREFILL_TOKENS = 8192
+
+
+@dataclass
+class _Row:
+    """Host bookkeeping of one request while it occupies a slot."""
+
+    index: int
+    request: Request
+    request_id: str
+    prompt: list[int]
+    stops: tuple[str, ...]
+    stop_window: int
+    stop_ids: frozenset[int]
+    has_budget: bool
+    # Budget EOS ids the engine does not already stop on (emitting one finishes the budget row).
+    extra_eos: frozenset[int] = frozenset()
+    tokens: list[int] = field(default_factory=list)
+    finish: str | None = None
+    prefill_tps: float = 0.0
+    t_decode0: float = 0.0
+
+
+class Engine:
+    """Generates for many requests with a static cache of ``(max_batch, max_len)``.
+
+    ``model`` is a :class:`~s1kit.generate.model.Transformer` or a loaded ``transformers`` Qwen2/Llama
+    causal LM (see :meth:`Transformer.from_hf_model`); ``tokenizer`` a ``transformers`` tokenizer
+    (used to decode text and stop strings, and for its EOS id). ``max_batch`` rows decode at once
+    (``generate`` queues the rest); a request's prompt plus output never exceeds ``max_len`` tokens.
+    ``cuda_graphs`` (default: on for CUDA) captures the decode step per batch bucket.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        max_batch: int = 16,
+        max_len: int = 4096,
+        cuda_graphs: bool | None = None,
+        eos_token_ids: Sequence[int] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_len < 2:
+            raise ValueError(f"max_len must be >= 2, got {max_len}")
+        hf_config = None
+        if not isinstance(model, Transformer):
+            hf_config = getattr(model, "config", None)
+            if hf_config is None:
+                raise TypeError(
+                    f"model must be an s1kit Transformer or a transformers causal LM, got {type(model).__name__}"
+                )
+            model = Transformer.from_hf_model(model)
+        if device is not None:
+            model = model.to(device)
+        if dtype is not None:
+            model = model.to(dtype)
+        self.model: Transformer = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.device = self.model.tok_embeddings.weight.device
+        self.max_batch = max_batch
+        self.max_len = max_len
+        # The cache is rounded up to a multiple of 64 positions so every attention-length bucket keeps
+        # SDPA's mask rows aligned; requests are still limited to max_len.
+        cache_len = -(-max_len // 64) * 64
+        self.model.setup_rope(cache_len)
+        self.cache = self.model.new_cache(max_batch, cache_len)
+        use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        if use_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs=True needs a CUDA device; pass device='cuda' or cuda_graphs=None")
+        self.step = DecodeStep(self.model, self.cache, cuda_graphs=use_graphs)
+        self.eos_token_ids = frozenset(
+            _eos_ids(hf_config, tokenizer) if eos_token_ids is None else (int(t) for t in eos_token_ids)
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        max_batch: int = 16,
+        max_len: int = 4096,
+        cuda_graphs: bool | None = None,
+    ) -> Engine:
+        """Load a Hugging Face model directory (config.json, *.safetensors, tokenizer files).
+
+        ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU.
+        """
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: pass a Hugging Face model directory")
+        config = AutoConfig.from_pretrained(path)
+        dev = torch.device(device)
+        if dtype is None:
+            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        model = Transformer.from_hf_state_dict(
+            config, load_safetensors_dir(path, dev), device=dev, dtype=dtype
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        eos: list[int] = []
+        if (path / "generation_config.json").is_file():
+            eos = _as_ids(GenerationConfig.from_pretrained(path).eos_token_id)
+        eos = eos or _eos_ids(config, tokenizer)
+        return cls(
+            model, tokenizer, max_batch=max_batch, max_len=max_len, cuda_graphs=cuda_graphs, eos_token_ids=eos
+        )
+
+    # ---- public API --------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        requests: Sequence[Request],
+        *,
+        progress: bool = False,
+        on_token: OnToken | None = None,
+    ) -> list[Result]:
+        """Run every request to completion; results come back in request order.
+
+        ``on_token(request_id, token_id)`` is called for each emitted token as soon as it is known
+        (forced tokens included). A request without ``request_id`` gets its index as a string.
+        """
+        rows = [self._validate(i, r) for i, r in enumerate(requests)]
+        return _Run(self, rows, progress, on_token).run()
+
+    def _validate(self, i: int, r: Request) -> _Row:
+        if not isinstance(r, Request):
+            raise TypeError(f"requests[{i}] must be an s1kit.generate.Request, got {type(r).__name__}")
+        prompt = [int(t) for t in r.prompt_ids]
+        if not prompt:
+            raise ValueError(f"requests[{i}] has an empty prompt: give at least one token")
+        if len(prompt) >= self.max_len:
+            raise ValueError(
+                f"requests[{i}]'s prompt has {len(prompt)} tokens, which does not fit the cache of "
+                f"max_len={self.max_len} with room to generate: raise max_len or shorten the prompt"
+            )
+        vocab = self.model.args.vocab_size
+        bad = next((t for t in prompt if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ValueError(
+                f"requests[{i}]'s prompt holds token {bad}, outside the model's vocabulary of {vocab}"
+            )
+        sp = r.sampling
+        if not isinstance(sp, SamplingParams):
+            raise TypeError(f"requests[{i}].sampling must be a SamplingParams, got {type(sp).__name__}")
+        extra_eos: frozenset[int] = frozenset()
+        if r.budget is not None:
+            extra_eos = frozenset(r.budget.eos) - self.eos_token_ids
+        window = 0
+        if sp.stop:
+            # Tokens are >= 1 character except byte pieces; a margin covers split characters.
+            window = max(len(s) for s in sp.stop) + 8
+        return _Row(
+            index=i,
+            request=r,
+            request_id=r.request_id or str(i),
+            prompt=prompt,
+            stops=tuple(sp.stop),
+            stop_window=window,
+            stop_ids=frozenset(sp.stop_token_ids),
+            has_budget=r.budget is not None,
+            extra_eos=extra_eos,
+        )
+
+
+class _Run:
+    """One ``generate`` call: the admission queue, the slots and the step loop."""
+
+    def __init__(self, engine: Engine, rows: list[_Row], progress: bool, on_token: OnToken | None) -> None:
+        self.e = engine
+        self.pending = deque(rows)
+        self.slots: list[_Row] = []  # slot i holds slots[i]; len(slots) == n active rows
+        self.results: list[Result | None] = [None] * len(rows)
+        self.on_token = on_token
+        self.budget = BudgetBatch(engine.max_batch)
+        self.n_budget = 0
+        self.host = engine.step.host_views()
+        self.params_dirty = True
+        self.bar = tqdm(total=len(rows), disable=not progress, desc="generate", unit="req")
+        self.out_N = np.full(engine.max_batch, -1, dtype=np.int64)
+        self.slots_N = np.arange(engine.max_batch, dtype=np.int64)
+        self.mode = SamplingMode.GREEDY
+        N = engine.max_batch
+        # Per-slot facts the per-step checks read as arrays (moved with their row on compaction).
+        self.prompt_len_N = np.zeros(N, dtype=np.int64)
+        self.limit_N = np.zeros(N, dtype=np.int64)  # generated-token count at which the row stops
+        self.vocab_N = np.zeros(N, dtype=np.int64)  # budget rows: spec vocab (larger tokens: error)
+        self.slow_N = np.zeros(N, dtype=bool)  # rows needing per-token Python checks
+        # EOS lookup table over the vocabulary (+1 entry, False, for larger forced ids).
+        V = engine.model.args.vocab_size
+        self.is_eos_V = np.zeros(V + 1, dtype=bool)
+        self.is_eos_V[[t for t in engine.eos_token_ids if 0 <= t < V]] = True
+
+    def run(self) -> list[Result]:
+        e = self.e
+        with torch.inference_mode():
+            while self.pending or self.slots:
+                if self.pending and len(self.slots) < e.max_batch:
+                    self._admit()
+                    self._compact()
+                    continue
+                self._decode_step()
+                self._compact()
+        self.bar.close()
+        return [r for r in self.results if r is not None]
+
+    # ---- admission and prefill ---------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        e = self.e
+        free = e.max_batch - len(self.slots)
+        batch: list[_Row] = []
+        longest = 0
+        while self.pending and len(batch) < free:
+            nxt = self.pending[0]
+            width = max(longest, len(nxt.prompt))
+            if batch and width * (len(batch) + 1) > PREFILL_TOKENS:
+                break
+            batch.append(self.pending.popleft())
+            longest = width
+        start = len(self.slots)
+        for j, row in enumerate(batch):
+            slot = start + j
+            self.slots.append(row)
+            self._set_params(slot, row)
+            spec = row.request.budget
+            self.prompt_len_N[slot] = len(row.prompt)
+            self.limit_N[slot] = min(row.request.sampling.max_new_tokens, e.max_len - len(row.prompt))
+            self.vocab_N[slot] = spec.vocab_size if spec is not None else np.iinfo(np.int64).max
+            # Answer stops and answer caps end a budget row without an EOS: watch its phase.
+            watch = spec is not None and (bool(spec.answer_stop) or spec.max_answer_tokens is not None)
+            self.slow_N[slot] = bool(row.stops or row.stop_ids or row.extra_eos or watch)
+            if spec is not None:
+                self.budget.insert(slot, spec)
+                self.budget.process_prompt(slot, row.prompt)
+                self.n_budget += 1
+        t0 = time.perf_counter()
+        sampled = self._prefill(start, batch, longest)
+        t1 = time.perf_counter()
+        tps = sum(len(r.prompt) for r in batch) / max(t1 - t0, 1e-9)
+        for row in batch:
+            row.prefill_tps = tps
+            row.t_decode0 = t1
+        self._absorb(start, sampled, prefill=True)
+
+    def _prefill(self, start: int, batch: list[_Row], T: int) -> np.ndarray:
+        e = self.e
+        dev = e.device
+        B = len(batch)
+        # Pad to a multiple of 64 (the cache length is one) so SDPA's mask rows stay aligned.
+        T = min(-(-T // 64) * 64, e.cache.max_len)
+        tokens_BT = torch.zeros((B, T), dtype=torch.int64)
+        for b, row in enumerate(batch):
+            tokens_BT[b, : len(row.prompt)] = torch.tensor(row.prompt)
+        last_B = torch.tensor([len(r.prompt) - 1 for r in batch], device=dev)
+        pos_BT = torch.arange(T, device=dev).expand(B, T)
+        # Right padding: a row's padded positions lie after its prompt, are never attended by its real
+        # tokens (causal mask) and are overwritten by its decode steps.
+        logits_BV = e.model(tokens_BT.to(dev), pos_BT, e.cache, start, T, last_B=last_B).float()
+        h = self.host
+        sl = slice(start, start + B)
+        first_B = sample(
+            logits_BV,
+            torch.from_numpy(h["temperature"][sl]).to(dev),
+            torch.from_numpy(h["top_p"][sl]).to(dev),
+            torch.from_numpy(h["top_k"][sl]).to(dev),
+            torch.from_numpy(h["seed"][sl]).to(dev),
+            torch.zeros(B, dtype=torch.int64, device=dev),
+            sampling_mode(
+                [r.request.sampling.temperature for r in batch],
+                [r.request.sampling.top_p for r in batch],
+                [r.request.sampling.top_k for r in batch],
+            ),
+        )
+        # HOST SYNC (once per admission): the first tokens go through the budget core and stop checks.
+        out: np.ndarray = first_B.cpu().numpy()
+        return out
+
+    def _set_params(self, slot: int, row: _Row) -> None:
+        sp = row.request.sampling
+        h = self.host
+        seed = sp.seed if sp.seed is not None else random.getrandbits(64)
+        h["seed"][slot] = fold_seed(seed)
+        h["temperature"][slot] = sp.temperature
+        h["top_p"][slot] = sp.top_p
+        h["top_k"][slot] = sp.top_k
+        self.params_dirty = True
+
+    # ---- decode ------------------------------------------------------------------------------------
+
+    def _decode_step(self) -> None:
+        e = self.e
+        n = len(self.slots)
+        B = bucket_for(n, e.step.batch_buckets)
+        h = self.host
+        # Padding rows [n, B) decode token 0 at position 0 of free slots: finite, unused, overwritten.
+        h["override"][n:B] = 0
+        h["pos"][n:B] = 0
+        h["counter"][n:B] = 0
+        S = bucket_for(int(h["pos"][:n].max()) + 1, e.step.length_buckets)
+        if self.params_dirty:
+            h["temperature"][n:] = 0.0
+            e.step.upload_params()
+            self.params_dirty = False
+            self.mode = sampling_mode(
+                [r.request.sampling.temperature for r in self.slots],
+                [r.request.sampling.top_p for r in self.slots],
+                [r.request.sampling.top_k for r in self.slots],
+            )
+        sampled = e.step.run(B, S, self.mode)
+        self._absorb(0, sampled[:n], prefill=False)
+
+    def _absorb(self, start: int, sampled: np.ndarray, *, prefill: bool) -> None:
+        """Apply the budget override to slots ``[start, start + len(sampled))`` and book the tokens.
+
+        Vectorised over rows; only rows that may finish (or need stop-string checks) reach Python.
+        """
+        k = len(sampled)
+        sl = slice(start, start + k)
+        out = self.budget_override(start, sampled)
+        forced = out >= 0
+        emitted = np.where(forced, out, sampled)
+        h = self.host
+        # The device holds the sampled token; feed it unless the host must override it.
+        h["override"][sl] = emitted if prefill else np.where(forced, out, -1)
+        n_tok = h["counter"][sl] + 1 if not prefill else np.ones(k, dtype=np.int64)
+        h["counter"][sl] = n_tok
+        h["pos"][sl] = self.prompt_len_N[sl] + n_tok - 1
+        ids = emitted.tolist()
+        for row, t in zip(self.slots[sl], ids, strict=True):
+            row.tokens.append(t)
+        if self.on_token is not None:
+            for row, t in zip(self.slots[sl], ids, strict=True):
+                self.on_token(row.request_id, t)
+        maybe = (
+            (n_tok >= self.limit_N[sl])
+            | self.is_eos_V[np.minimum(emitted, len(self.is_eos_V) - 1)]
+            | (sampled >= self.vocab_N[sl])
+            | (sampled < 0)
+            | self.slow_N[sl]
+        )
+        candidates = np.flatnonzero(maybe)
+        if not len(candidates):
+            return
+        acc = self.budget.accounting() if self.n_budget else None
+        now = time.perf_counter()
+        for j in candidates.tolist():
+            slot = start + j
+            row = self.slots[slot]
+            row.finish = self._finish_reason(row, ids[j], slot, acc)
+            if row.finish is not None:
+                self._finish(row, slot, acc, now)
+
+    def budget_override(self, start: int, sampled: np.ndarray) -> np.ndarray:
+        """(sampled tokens of slots ``start..``) -> per row the forced token, or -1.
+
+        The budget's only hook into the loop. It runs on the host (the Rust core); the device applies
+        its result with :func:`~s1kit.generate.step.apply_budget_override`. An in-graph automaton
+        would replace this function and that override input, nothing else.
+        """
+        k = len(sampled)
+        out = self.out_N[:k]
+        out.fill(-1)
+        if self.n_budget:
+            # The budget core sees every sampled token; slots without a budget answer -1.
+            self.budget.step(sampled, out, rows=self.slots_N[start : start + k])
+        return out
+
+    def _finish_reason(self, row: _Row, t: int, slot: int, acc: Any) -> str | None:
+        e = self.e
+        phase = int(acc.phase[slot]) if row.has_budget and acc is not None else None
+        if phase == Phase.ERROR:
+            return "error"
+        if t in e.eos_token_ids or t in row.extra_eos:
+            return "eos"
+        if t in row.stop_ids:
+            return "stop"
+        if phase == Phase.DONE:
+            spec = row.request.budget
+            assert spec is not None
+            cap = spec.max_answer_tokens
+            return "length" if cap is not None and int(acc.answer_tokens[slot]) >= cap else "stop"
+        if row.stops:
+            tail = e.tokenizer.decode(row.tokens[-row.stop_window :], skip_special_tokens=False)
+            if any(s in tail for s in row.stops):
+                return "stop"
+        if len(row.tokens) >= row.request.sampling.max_new_tokens:
+            return "length"
+        if len(row.prompt) + len(row.tokens) >= e.max_len:
+            return "length"
+        return None
+
+    def _finish(self, row: _Row, slot: int, acc: Any, now: float) -> None:
+        e = self.e
+        ids = row.tokens[:-1] if row.finish == "eos" else row.tokens
+        text = e.tokenizer.decode(ids, skip_special_tokens=False)
+        if row.finish == "stop" and row.stops:
+            cuts = [i for i in (text.find(s) for s in row.stops) if i >= 0]
+            if cuts:
+                text = text[: min(cuts)]
+        res = Result(
+            request_id=row.request_id,
+            prompt_ids=list(row.prompt),
+            token_ids=list(row.tokens),
+            text=text,
+            finish_reason=row.finish or "length",
+            prefill_tokens_per_s=row.prefill_tps,
+            decode_tokens_per_s=(len(row.tokens) - 1) / max(now - row.t_decode0, 1e-9)
+            if len(row.tokens) > 1
+            else 0.0,
+        )
+        if row.has_budget and acc is not None:
+            res.thinking_tokens = int(acc.thinking_tokens[slot])
+            res.answer_tokens = int(acc.answer_tokens[slot])
+            res.forced_tokens = int(acc.forced_tokens[slot])
+            res.extensions_used = int(acc.extensions_used[slot])
+            res.capped = bool(acc.capped[slot])
+        self.results[row.index] = res
+        self.bar.update(1)
+
+    def _compact(self) -> None:
+        """Drop finished rows; fill each hole with the last active row (K/V, budget, parameters)."""
+        e = self.e
+        h = self.host
+        i = 0
+        while i < len(self.slots):
+            if self.slots[i].finish is None:
+                i += 1
+                continue
+            if self.slots[i].has_budget:
+                self.budget.remove(i)
+                self.n_budget -= 1
+            last = len(self.slots) - 1
+            while last > i and self.slots[last].finish is not None:
+                if self.slots[last].has_budget:
+                    self.budget.remove(last)
+                    self.n_budget -= 1
+                self.slots.pop()
+                last -= 1
+            if last == i:
+                self.slots.pop()
+                break
+            row = self.slots.pop()
+            self.slots[i] = row
+            length = len(row.prompt) + len(row.tokens) - 1  # positions holding K/V
+            e.cache.move_row(last, i, length)
+            if row.has_budget:
+                self.budget.move_row(last, i)
+            for key in ("seed", "temperature", "top_p", "top_k", "pos", "counter"):
+                h[key][i] = h[key][last]
+            for arr in (self.prompt_len_N, self.limit_N, self.vocab_N, self.slow_N):
+                arr[i] = arr[last]
+            # The device's sampled token in slot i belonged to the finished row.
+            h["override"][i] = row.tokens[-1]
+            self.params_dirty = True
+            i += 1
+
+
+def _as_ids(x: Any) -> list[int]:
+    if x is None:
+        return []
+    if isinstance(x, int):
+        return [x]
+    return [int(t) for t in x]
+
+
+def _eos_ids(config: Any, tokenizer: Any) -> list[int]:
+    ids = _as_ids(getattr(config, "eos_token_id", None)) if config is not None else []
+    gen = getattr(config, "generation_config", None) if config is not None else None
+    ids += _as_ids(getattr(gen, "eos_token_id", None))
+    ids += _as_ids(getattr(tokenizer, "eos_token_id", None))
+    return sorted(set(ids))
+
+
+__all__ = ["Engine"]
