@@ -190,3 +190,25 @@ def test_empty_batch_steps_nothing() -> None:
     tb.step(tokens)
     assert tokens.tolist() == [3, 4] and tb.override_B.tolist() == [-1, -1]
     assert tb.accounting().phase.tolist() == [Phase.EMPTY, Phase.EMPTY]
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_rust_core() -> None:
+    """``compile=True`` (torch.compile, fused kernels; inductor's C++ backend on CPU) gives the same
+    overrides and states as the Rust core. Slow: compiling takes tens of seconds on 2 cores."""
+    rng = np.random.default_rng(3)
+    spec = BudgetSpec(**S1_SPEC)
+    ref, mirror = BudgetBatch(4), BudgetBatch(4)
+    for b in (ref, mirror):
+        for slot in range(4):
+            b.insert(slot, spec if slot % 2 else spec.replace(grace_tokens=0, max_thinking_tokens=12))
+            b.process_prompt(slot, [151_644, 26865])
+    tb = TensorBudget.from_batch(mirror, "cpu", compile=True)
+    out = np.zeros(4, np.int32)
+    for _ in range(60):
+        s = rng.integers(0, 1_000, 4)
+        s[rng.random(4) < 0.1] = 151_644
+        ref.step(s, out)
+        tb.step(torch.from_numpy(s.copy()))
+        assert tb.override_B.tolist() == out.tolist()
+    assert_same_state(tb, ref, "after 60 compiled steps")

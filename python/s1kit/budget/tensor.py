@@ -446,6 +446,10 @@ class TensorBudget:
         )
         return tokens_B
 
+    def mutable_buffers(self) -> list[torch.Tensor]:
+        """The buffers :meth:`step` writes (besides its input), e.g. to undo a CUDA-graph warm-up."""
+        return [self.state_FB, self.override_B, self.done_B, self.ring_RB, self.count_1]
+
     def export_state(self) -> dict[str, npt.NDArray[np.int32]]:
         """Every slot's state in the Rust core's export format (synchronises with the device)."""
         st = self.state_FB.cpu().numpy()
