@@ -11,7 +11,10 @@ Part 2 (CUDA only, skipped cleanly without it): random bf16 models shaped like Q
 Decode tokens/s at batch 1 and 64 for s1kit (CUDA graphs), transformers ``generate`` (default dynamic
 cache) and transformers with a static cache and ``torch.compile``; each as a percentage of the
 memory-bandwidth floor (weight bytes / copy bandwidth measured in the same call); s1kit with budget
-forcing on vs off; and part 1 again on the 1.5B shape. Nothing is built or downloaded.
+forcing off, on with the Rust core per step on the host (``budget_path="host"``) and on with the tensor
+automaton inside the CUDA graph (``budget_path="tensor"``), same call, same card: JSON keys
+``graph_budget_overhead_pct`` and ``host_budget_overhead_pct`` (step time over "off", minus one, in
+percent, 1.5B shape, batch 1); and part 1 again on the 1.5B shape. Nothing is built or downloaded.
 
     PYTHONPATH=python:. python bench/decode.py [--skip-compile] [--gpu-only] [--cpu-only]
 
@@ -233,9 +236,12 @@ def gpu_batch(hf: Any, engine: Engine, batch: int, skip_compile: bool) -> dict[s
         )
 
     s1kit(n2)  # captures the graphs
-    s1kit(n2, spec)
     results: dict[str, float] = {"s1kit": time_steps(s1kit, n1, n2)}
-    results["s1kit_budget"] = time_steps(lambda n: s1kit(n, spec), n1, n2)
+    for path in ("host", "graph"):
+        engine.budget_path = "host" if path == "host" else "tensor"
+        s1kit(n2, spec)  # captures the graphs with the budget step in them
+        results[f"s1kit_budget_{path}"] = time_steps(lambda n: s1kit(n, spec), n1, n2)
+    engine.budget_path = "auto"
     hf_gen(8)
     results["hf_default"] = time_steps(hf_gen, n1, n2)
     if not skip_compile:
@@ -302,7 +308,11 @@ def gpu_part(skip_compile: bool) -> dict[str, Any]:
                 )
             key = f"{shape}_b{batch}"
             base = results["s1kit"]
-            out.setdefault("budget_overhead_pct", {})[key] = 100 * (results["s1kit_budget"] / base - 1)
+            for path in ("host", "graph"):
+                pct = 100 * (results[f"s1kit_budget_{path}"] / base - 1)
+                out.setdefault(f"{path}_budget_overhead_pct_by_shape", {})[key] = pct
+                if key == "qwen2.5-1.5b_b1":
+                    out[f"{path}_budget_overhead_pct"] = pct
             out.setdefault("speedup_vs_hf_default", {})[key] = results["hf_default"] / base
         if shape == "qwen2.5-1.5b":
             rows = gpu_budget(hf, Engine(hf, IdsText(), max_batch=16, max_len=512, eos_token_ids=[]))
@@ -336,6 +346,8 @@ def main() -> int:
         pass
     elif torch.cuda.is_available():
         summary["gpu"] = gpu_part(args.skip_compile)
+        for path in ("graph", "host"):
+            summary[f"{path}_budget_overhead_pct"] = summary["gpu"][f"{path}_budget_overhead_pct"]
     else:
         print("\nGPU part skipped: no CUDA device")
         summary["gpu"] = "skipped: no CUDA device"

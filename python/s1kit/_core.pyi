@@ -135,3 +135,29 @@ class BudgetBatch:
         """Per-slot phase, error, thinking/answer/forced tokens, extensions used, capped."""
     def row_state(self, slot: int) -> dict[str, Any] | None:
         """One slot's state as a dict, or None when empty."""
+
+def budget_tables(batch: BudgetBatch) -> dict[str, npt.NDArray[np.int32]]:
+    """The specs of the batch's rows as flat int32 tables, for steppers outside Rust.
+
+    Keys: per slot ``row_spec`` (-1: empty); per spec ``vocab_size``, ``max_thinking_tokens`` and
+    ``max_answer_tokens`` (-1: no cap), ``min_thinking_tokens``, ``num_extensions``, ``grace_tokens``,
+    ``initial_phase``, ``eos_to_answer``, ``state_base``, ``num_states``, ``ext_seq_base``,
+    ``num_ext_seqs``, ``answer_seq`` (-1: none); the automaton ``alphabet`` (S, K), ``next``
+    (T, K + 1; the last column for any id outside the alphabet) and ``kinds`` (T); the forced
+    sequences ``seqs`` (Q, L) and ``seq_len`` (Q); ``eos`` (S, E) and ``newline`` (S, N). 2-D tables are
+    padded with -1. The layout is documented in the Rust module ``s1kit_core::budget::tables``.
+    """
+
+def export_budget_state(batch: BudgetBatch) -> dict[str, npt.NDArray[np.int32]]:
+    """Every slot's full state, one int32 array per field: ``phase``, ``error``, ``matcher_state``
+    (local to the row's spec), ``thinking_tokens``, ``answer_tokens``, ``forced_tokens``,
+    ``extensions_used``, ``capped``, ``grace_used``, ``line_closed``, ``forcing_kind`` (0 none,
+    1 extension, 2 answer prefix), ``forcing_index``, ``forcing_pos``. Empty slots: phase 5, zeros."""
+
+def import_budget_state(batch: BudgetBatch, state: dict[str, npt.NDArray[np.int32]]) -> None:
+    """Write states of the form ``export_budget_state`` returns back into the batch.
+
+    Checks everything first and changes nothing on error (``ValueError`` naming the slot and field;
+    ``KeyError`` for a missing field; ``TypeError`` for a non-int32 array). Clears the rows' rollback
+    history.
+    """

@@ -63,6 +63,13 @@ class BudgetBatch:
 
     def __init__(self, capacity: int, *, max_rollback: int = 32) -> None:
         self._inner = _core.BudgetBatch(capacity, max_rollback=max_rollback)
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Incremented by every call that changes a row; lets a mirror of the rows (e.g.
+        :class:`s1kit.budget.tensor.TensorBudget`) notice that the batch changed behind its back."""
+        return self._version
 
     @property
     def capacity(self) -> int:
@@ -75,6 +82,7 @@ class BudgetBatch:
 
     def insert(self, slot: int, spec: BudgetSpec) -> None:
         """Put a fresh row with ``spec`` into ``slot`` (replacing any row there)."""
+        self._version += 1
         if not isinstance(spec, BudgetSpec):
             raise TypeError(f"spec must be an s1kit.budget.BudgetSpec, got {type(spec).__name__}")
         self._inner.insert(slot, spec._inner)
@@ -90,28 +98,35 @@ class BudgetBatch:
         return int(slot)
 
     def remove(self, slot: int) -> None:
+        self._version += 1
         self._inner.remove(slot)
 
     def swap(self, a: int, b: int) -> None:
+        self._version += 1
         self._inner.swap(a, b)
 
     def move_row(self, src: int, dst: int) -> None:
         """Move the row in ``src`` to ``dst`` (replacing it), leaving ``src`` empty."""
+        self._version += 1
         self._inner.move_row(src, dst)
 
     def reset(self, slot: int) -> None:
+        self._version += 1
         self._inner.reset(slot)
 
     def rollback(self, slot: int, k: int) -> None:
         """Undo the last ``k`` tokens of ``slot`` exactly (e.g. rejected speculative tokens)."""
+        self._version += 1
         self._inner.rollback(slot, k)
 
     def process_prompt(self, slot: int, prompt_ids: Sequence[int] | npt.NDArray[np.integer]) -> None:
         """Feed the prompt so the row's phase follows it (e.g. a template that opens thinking)."""
+        self._version += 1
         self._inner.process_prompt(slot, [int(t) for t in prompt_ids])
 
     def step(self, sampled_B: IntArray, out_B: IntArray, rows: IntArray | None = None) -> None:
         """Override mode, one decode step (see the class docstring)."""
+        self._version += 1
         self._inner.step(sampled_B, out_B, rows)
 
     def mask(
@@ -126,7 +141,26 @@ class BudgetBatch:
 
     def advance(self, emitted_B: IntArray, rows: IntArray | None = None) -> None:
         """Mask mode, after sampling: the tokens the stack emitted."""
+        self._version += 1
         self._inner.advance(emitted_B, rows)
+
+    def tables(self) -> dict[str, npt.NDArray[np.int32]]:
+        """The specs of the rows now in the batch as flat int32 tables (layout: the Rust module
+        ``s1kit_core::budget::tables``), for steppers outside Rust such as the tensor mirror."""
+        return _core.budget_tables(self._inner)
+
+    def export_state(self) -> dict[str, npt.NDArray[np.int32]]:
+        """Every slot's full state, one int32 array per field (empty slots: phase EMPTY, zeros)."""
+        return _core.export_budget_state(self._inner)
+
+    def import_state(self, state: dict[str, npt.NDArray[np.int32]]) -> None:
+        """Write back states of the form :meth:`export_state` returns (e.g. stepped on a GPU).
+
+        Everything is checked first (lengths, empty slots, validity for each row's spec) and nothing
+        changes on error. Clears every row's rollback history.
+        """
+        self._version += 1
+        _core.import_budget_state(self._inner, state)
 
     def accounting(self) -> Accounting:
         """Per-slot counters as numpy arrays (one call, no per-row Python)."""

@@ -13,6 +13,12 @@ Each step: the device samples one token per row (:mod:`s1kit.generate.step`); th
 or -1, and the emitted token is the forced one or the sampled one. A forced token reaches the model
 as the next step's input through ``override``: forcing "Wait" or the answer prefix costs exactly the
 forced tokens' decode steps, never a re-prefill.
+
+Two budget paths give identical outputs (``budget_path``): "host" runs the Rust core per step as above;
+"tensor" runs its tensor mirror (:class:`~s1kit.budget.tensor.TensorBudget`) inside the decode step,
+captured in the step's CUDA graph, so the host does no budget work per step. "auto" (default) picks
+"tensor" on CUDA and "host" elsewhere. Row changes (admission, finished rows leaving) hand the device
+state back to the Rust core, which stays the source of truth, and reload it before the next step.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from s1kit.budget import BudgetBatch, Phase
+from s1kit.budget import Accounting, BudgetBatch, Phase
+from s1kit.budget.tensor import TableSizes, TensorBudget
 from s1kit.generate.model import Transformer, load_safetensors_dir
 from s1kit.generate.sampling import SamplingMode, fold_seed, sample, sampling_mode
 from s1kit.generate.step import DecodeStep, bucket_for
@@ -39,6 +46,9 @@ OnToken = Callable[[str, int], None]
 
 # Upper bound on padded tokens per prefill forward; larger admissions are split.
 PREFILL_TOKENS = 8192
+BUDGET_PATHS = ("auto", "tensor", "host")
+# Device budget tables are sized for at least this much, so new specs rarely force a re-capture.
+TENSOR_BUDGET_RESERVE = TableSizes(specs=4, states=64, alphabet=32, seqs=16, seq_width=32, eos=4)
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Engine:
     (used to decode text and stop strings, and for its EOS id). ``max_batch`` rows decode at once
     (``generate`` queues the rest); a request's prompt plus output never exceeds ``max_len`` tokens.
     ``cuda_graphs`` (default: on for CUDA) captures the decode step per batch bucket.
+    ``budget_path`` ("auto", "tensor" or "host"; an attribute that may be changed between calls) says
+    where budget forcing runs: see the module documentation.
     """
 
     def __init__(
@@ -82,6 +94,7 @@ class Engine:
         max_len: int = 4096,
         cuda_graphs: bool | None = None,
         eos_token_ids: Sequence[int] | None = None,
+        budget_path: str = "auto",
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -116,6 +129,32 @@ class Engine:
         self.eos_token_ids = frozenset(
             _eos_ids(hf_config, tokenizer) if eos_token_ids is None else (int(t) for t in eos_token_ids)
         )
+        self.budget_path = budget_path
+        self._check_budget_path()
+        self._tensor_budget: TensorBudget | None = None
+
+    def _check_budget_path(self) -> None:
+        if self.budget_path not in BUDGET_PATHS:
+            raise ValueError(f"budget_path must be one of {BUDGET_PATHS}, got {self.budget_path!r}")
+
+    @property
+    def tensor_budget(self) -> bool:
+        """Whether budget forcing runs in the decode step on the device (see ``budget_path``)."""
+        return self.budget_path == "tensor" or (self.budget_path == "auto" and self.device.type == "cuda")
+
+    def _load_tensor_budget(self, batch: BudgetBatch) -> None:
+        """Load ``batch``'s rows into the device budget, reusing its buffers (and graphs) if they fit."""
+        tb, tables = self._tensor_budget, batch.tables()
+        need = TableSizes.of(tables)
+        if tb is not None and tb.sizes.fits(need):
+            tb.load(batch, tables)
+            return
+        reserve = TENSOR_BUDGET_RESERVE.union(TableSizes(vocab=self.model.args.vocab_size))
+        if tb is not None:
+            reserve = reserve.union(tb.sizes)
+        tb = TensorBudget.from_batch(batch, self.device, reserve=reserve)
+        self._tensor_budget = tb
+        self.step.set_budget(tb)
 
     @classmethod
     def from_pretrained(
@@ -167,6 +206,7 @@ class Engine:
         ``on_token(request_id, token_id)`` is called for each emitted token as soon as it is known
         (forced tokens included). A request without ``request_id`` gets its index as a string.
         """
+        self._check_budget_path()
         rows = [self._validate(i, r) for i, r in enumerate(requests)]
         return _Run(self, rows, progress, on_token).run()
 
@@ -219,8 +259,11 @@ class _Run:
         self.slots: list[_Row] = []  # slot i holds slots[i]; len(slots) == n active rows
         self.results: list[Result | None] = [None] * len(rows)
         self.on_token = on_token
-        self.budget = BudgetBatch(engine.max_batch)
+        self._budget = BudgetBatch(engine.max_batch)
         self.n_budget = 0
+        # Tensor path: whether the device budget holds rows newer than self._budget.
+        self.tensor = engine.tensor_budget
+        self.tb_live = False
         self.host = engine.step.host_views()
         self.params_dirty = True
         self.bar = tqdm(total=len(rows), disable=not progress, desc="generate", unit="req")
@@ -237,6 +280,21 @@ class _Run:
         V = engine.model.args.vocab_size
         self.is_eos_V = np.zeros(V + 1, dtype=bool)
         self.is_eos_V[[t for t in engine.eos_token_ids if 0 <= t < V]] = True
+
+    @property
+    def budget(self) -> BudgetBatch:
+        """The Rust budget batch, up to date: a live device budget hands its rows back first."""
+        if self.tb_live:
+            assert self.e._tensor_budget is not None
+            self.e._tensor_budget.sync_to(self._budget)
+            self.tb_live = False
+        return self._budget
+
+    def _accounting(self) -> Accounting:
+        tb = self.e._tensor_budget
+        if self.tb_live and tb is not None:
+            return tb.accounting()
+        return self._budget.accounting()
 
     def run(self) -> list[Result]:
         e = self.e
@@ -354,7 +412,11 @@ class _Run:
                 [r.request.sampling.top_p for r in self.slots],
                 [r.request.sampling.top_k for r in self.slots],
             )
-        sampled = e.step.run(B, S, self.mode)
+        on_device = self.tensor and self.n_budget > 0
+        if on_device and not self.tb_live:
+            e._load_tensor_budget(self._budget)
+            self.tb_live = True
+        sampled = e.step.run(B, S, self.mode, budget=on_device)
         self._absorb(0, sampled[:n], prefill=False)
 
     def _absorb(self, start: int, sampled: np.ndarray, *, prefill: bool) -> None:
@@ -389,7 +451,7 @@ class _Run:
         candidates = np.flatnonzero(maybe)
         if not len(candidates):
             return
-        acc = self.budget.accounting() if self.n_budget else None
+        acc = self._accounting() if self.n_budget else None
         now = time.perf_counter()
         for j in candidates.tolist():
             slot = start + j
@@ -408,6 +470,9 @@ class _Run:
         k = len(sampled)
         out = self.out_N[:k]
         out.fill(-1)
+        if self.tb_live:
+            # The device budget already stepped: ``sampled`` holds the emitted tokens.
+            return out
         if self.n_budget:
             # The budget core sees every sampled token; slots without a budget answer -1.
             self.budget.step(sampled, out, rows=self.slots_N[start : start + k])

@@ -11,8 +11,10 @@ One step is a pure function of static device buffers::
 ``sampled_B`` is both the step's output and the next step's input, so the model's own token never
 leaves the device to be fed back. ``override_B`` (-1: keep the sampled token) carries what the host
 decided: tokens forced by the budget core, and the last token of rows that were just prefilled or
-moved to another slot. A later in-graph budget automaton replaces the host's ``override_B`` with a
-device function of ``sampled_B``; nothing else changes.
+moved to another slot. With an in-graph budget (:attr:`DecodeStep.budget`, a
+:class:`~s1kit.budget.tensor.TensorBudget`), the step ends with ``budget.step(sampled_N)``: the budget
+automaton runs on the device and replaces sampled tokens by forced ones in place, so the host applies no
+budget override at all.
 
 On CUDA one graph is captured per (batch bucket, attention-length bucket, sampling mode) on first use
 and replayed afterwards; on CPU the same function runs eagerly. Host syncs per step: exactly one, the
@@ -30,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from s1kit.budget.tensor import TensorBudget
 from s1kit.generate.cache import StaticKVCache
 from s1kit.generate.model import Transformer
 from s1kit.generate.sampling import SamplingMode, sample
@@ -97,7 +100,9 @@ class DecodeStep:
         self.top_p_N = torch.ones(N, dtype=torch.float32, device=dev)
         self.top_k_N = torch.zeros(N, dtype=torch.int64, device=dev)
         self.sampled_N = torch.zeros(N, dtype=torch.int64, device=dev)
-        self._graphs: dict[tuple[int, int, SamplingMode], torch.cuda.CUDAGraph] = {}
+        # In-graph budget forcing over all N slots (rows without a budget are empty slots in it).
+        self.budget: TensorBudget | None = None
+        self._graphs: dict[tuple[int, int, SamplingMode, bool], torch.cuda.CUDAGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     # numpy views of the host buffers (shared memory), for the engine's bookkeeping.
@@ -122,7 +127,14 @@ class DecodeStep:
         ):
             dst.copy_(src, non_blocking=True)
 
-    def _forward(self, B: int, S: int, mode: SamplingMode) -> None:
+    def set_budget(self, budget: TensorBudget) -> None:
+        """Use ``budget`` for in-graph budget forcing; graphs captured with the previous one are dropped."""
+        if budget.capacity != self.cache.max_batch:
+            raise ValueError(f"the budget has {budget.capacity} slots, the cache {self.cache.max_batch}")
+        self.budget = budget
+        self._graphs = {k: g for k, g in self._graphs.items() if not k[3]}
+
+    def _forward(self, B: int, S: int, mode: SamplingMode, budget: bool = False) -> None:
         """The step itself, on the static buffers: eager on CPU, the captured body on CUDA."""
         tokens_B = apply_budget_override(self.sampled_N[:B], self.in_3N[OVERRIDE, :B])
         pos_B = self.in_3N[POS, :B]
@@ -137,6 +149,10 @@ class DecodeStep:
             mode,
         )
         self.sampled_N[:B].copy_(next_B)
+        if budget:
+            assert self.budget is not None, "set_budget before running with budget=True"
+            # All N slots: slots >= B hold no budget row, so they stay untouched.
+            self.budget.step(self.sampled_N)
 
     def check_shape(self, B: int, S: int) -> None:
         if self.cache.max_batch < B:
@@ -155,17 +171,18 @@ class DecodeStep:
                 f"(max_len={self.cache.max_len}): use bucket_for(max_pos + 1, length_buckets)"
             )
 
-    def run(self, B: int, S: int, mode: SamplingMode) -> npt.NDArray[np.int64]:
-        """One decode step for slots ``[0, B)``; returns the sampled tokens on the host."""
+    def run(self, B: int, S: int, mode: SamplingMode, budget: bool = False) -> npt.NDArray[np.int64]:
+        """One decode step for slots ``[0, B)``; returns the sampled tokens on the host (with
+        ``budget``: the emitted ones, forced tokens in place, after :attr:`budget` stepped)."""
         self.check_shape(B, S)
         self.in_3N.copy_(self.host_in_3N, non_blocking=True)
         if not self.cuda_graphs:
-            self._forward(B, S, mode)
+            self._forward(B, S, mode, budget)
         else:
-            key = (B, S, mode)
+            key = (B, S, mode, budget)
             graph = self._graphs.get(key)
             if graph is None:
-                graph = self._capture(B, S, mode)
+                graph = self._capture(B, S, mode, budget)
                 self._graphs[key] = graph
             graph.replay()
         self.host_sampled_N.copy_(self.sampled_N, non_blocking=True)
@@ -175,20 +192,26 @@ class DecodeStep:
         out: npt.NDArray[np.int64] = self.host_sampled_N.numpy()[:B]
         return out
 
-    def _capture(self, B: int, S: int, mode: SamplingMode) -> torch.cuda.CUDAGraph:
+    def _capture(self, B: int, S: int, mode: SamplingMode, budget: bool) -> torch.cuda.CUDAGraph:
         """Warm up on a side stream, then capture. The warm-up runs are made idempotent by restoring
-        ``sampled_N`` (the step's input) after each; their K/V writes repeat what the replay writes."""
-        saved = self.sampled_N.clone()
+        ``sampled_N`` (the step's input) and the budget's buffers after each; their K/V writes repeat
+        what the replay writes."""
+        live = [self.sampled_N]
+        if budget:
+            assert self.budget is not None, "set_budget before running with budget=True"
+            live += self.budget.mutable_buffers()
+        saved = [x.clone() for x in live]
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._forward(B, S, mode)
-                self.sampled_N.copy_(saved)
+                self._forward(B, S, mode, budget)
+                for dst, src in zip(live, saved, strict=True):
+                    dst.copy_(src)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            self._forward(B, S, mode)
+            self._forward(B, S, mode, budget)
         return graph
 
     @property

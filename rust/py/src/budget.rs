@@ -207,7 +207,7 @@ fn write_out(out: &Bound<'_, PyAny>, name: &str, vals: &[i32]) -> PyResult<()> {
 /// Slot-indexed budget-forcing state for a batch; one call per decode step.
 #[pyclass(name = "BudgetBatch", module = "s1kit._core")]
 pub struct PyBudgetBatch {
-    inner: BudgetBatch,
+    pub(crate) inner: BudgetBatch,
     tokens: Vec<i64>,
     rows: Vec<u32>,
     out: Vec<i32>,

@@ -159,6 +159,17 @@ impl BudgetBatch {
         self.slots.get(slot)?.as_ref().map(|r| &r.state)
     }
 
+    /// Replace the state of the row in `slot` and clear its rollback history (which no longer leads
+    /// to `state`). The state must be valid for the row's spec: use
+    /// [`super::tables::StateArrays::import`], which checks it, to hand back a state stepped
+    /// outside Rust.
+    pub(crate) fn set_state(&mut self, slot: usize, state: RowState) -> Result<()> {
+        let row = self.row_mut(slot)?;
+        row.state = state;
+        row.history.clear();
+        Ok(())
+    }
+
     /// The spec of the row in `slot`, if any.
     pub fn spec(&self, slot: usize) -> Option<&Arc<CompiledSpec>> {
         self.slots.get(slot)?.as_ref().map(|r| &r.spec)

@@ -140,6 +140,15 @@ impl Matcher {
         self.end_tokens.iter().map(Vec::len).max().unwrap_or(0)
     }
 
+    /// Every token id that labels a trie edge (the ids of all patterns), sorted and unique. Feeding
+    /// any other id moves every state to the root (see `tables::BatchTables`).
+    pub fn alphabet(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.children.iter().flatten().map(|&(t, _)| t).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Number of automaton states (trie nodes, root included).
     pub fn num_states(&self) -> usize {
         self.children.len()

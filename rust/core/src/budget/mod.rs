@@ -23,6 +23,11 @@
 //! Forced tokens count in the phase they are emitted in and in `forced_tokens`; they never trigger
 //! a transition themselves.
 //!
+//! ## Steppers outside Rust
+//! [`tables`] compiles a batch's specs into flat `i32` tables and moves row states out and back
+//! in, so that a tensor mirror of [`RowState::step`] (e.g. inside a CUDA graph) can run the same
+//! semantics on a device and hand the rows back to this core.
+//!
 //! ## Two output modes
 //! - Override ([`BudgetBatch::step`]): the caller samples, the core returns per row the token that
 //!   replaces the sampled one, or -1.
@@ -40,8 +45,10 @@ pub mod batch;
 pub mod matcher;
 pub mod row;
 pub mod spec;
+pub mod tables;
 
 pub use batch::{BudgetBatch, MaskOut};
 pub use matcher::Matcher;
 pub use row::{Forcing, Phase, Plan, Redirect, RowError, RowState};
 pub use spec::{BudgetSpec, CompiledSpec};
+pub use tables::{BatchTables, StateArrays};
