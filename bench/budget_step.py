@@ -30,9 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.budget_reference import RefRow, RefSpec  # noqa: E402
-
 from s1kit.budget import BudgetBatch, BudgetSpec  # noqa: E402
+from tests.unit.budget_reference import RefRow, RefSpec  # noqa: E402
 
 V = 151_936
 IM_START, ANSWER, WAIT, COMMA, EOS = 151_644, 9217, 14190, 11, 151_645

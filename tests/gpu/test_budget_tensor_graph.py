@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.unit.test_budget_tensor import S1_SPEC
 
 from s1kit.budget import BudgetBatch, BudgetSpec
 from s1kit.budget.tensor import TensorBudget
+from tests.unit.test_budget_tensor import S1_SPEC
 
 pytestmark = [
     pytest.mark.gpu,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.unit.test_generate_budget_tensor import requests, setup  # noqa: F401 (fixture)
 
 from s1kit.generate import Engine
+from tests.unit.test_generate_budget_tensor import requests, setup  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.gpu,

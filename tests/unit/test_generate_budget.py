@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 import torch
-from bench.reprompt import reprompt_generate
 
+from bench.reprompt import reprompt_generate
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
 from tests.unit.budget_reference import DONE, ERROR, RefRow, RefSpec
