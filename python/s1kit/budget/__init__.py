@@ -1,0 +1,22 @@
+"""Budget forcing, exact and per token (the s1 paper's method), on a Rust core.
+
+One row, in its thinking span:
+
+1. A forced sequence in progress (an extension or the answer prefix) is emitted whole, in order.
+2. **Cap**: when ``thinking_tokens`` reaches ``max_thinking_tokens`` (after at most ``grace_tokens``
+   more to finish the line), the row forces ``answer_prefix`` (end delimiter + "Final Answer:").
+3. **Attempt to end**: the sampled token completes a ``think_end`` spelling (matched across steps) or
+   is EOS. While ``thinking_tokens < min_thinking_tokens`` or fewer than ``num_extensions`` extensions
+   were used, it is replaced by the next extension ("Wait"), forced whole. Otherwise a delimiter moves
+   the row to its answer, and an EOS is replaced by ``answer_prefix``.
+
+In the answer, EOS, an ``answer_stop`` spelling or ``max_answer_tokens`` finishes the row.
+Forced tokens count in the phase they are emitted in and in ``forced_tokens``.
+"""
+
+from __future__ import annotations
+
+from s1kit.budget.batch import Accounting, BudgetBatch, Phase, RowError
+from s1kit.budget.spec import STYLES, BudgetSpec
+
+__all__ = ["STYLES", "Accounting", "BudgetBatch", "BudgetSpec", "Phase", "RowError"]

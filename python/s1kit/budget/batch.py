@@ -1,0 +1,137 @@
+"""BudgetBatch: the per-decode-step driver for a whole batch (a thin shell over the Rust core).
+
+Shapes: ``B`` = entries in one call (all slots, or the slots listed in ``rows``), ``K`` = ban width.
+Inputs must not be mutated while a call runs. Per-step calls allocate nothing per row.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from s1kit import _core
+from s1kit.budget.spec import BudgetSpec
+
+
+class Phase(enum.IntEnum):
+    """Where a row is; the values are those of the Rust core and the C ABI."""
+
+    PRE_THINK = 0
+    THINKING = 1
+    ANSWER = 2
+    DONE = 3
+    ERROR = 4
+    EMPTY = 5
+
+
+class RowError(enum.IntEnum):
+    """Why a row is in :attr:`Phase.ERROR`."""
+
+    NONE = 0
+    TOKEN_OUT_OF_VOCAB = 1
+    MASK_NOT_HONOURED = 2
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Per-slot counters, one entry per slot (empty slots: phase EMPTY, zeros)."""
+
+    phase: npt.NDArray[np.uint8]
+    error: npt.NDArray[np.uint8]
+    thinking_tokens: npt.NDArray[np.uint32]
+    answer_tokens: npt.NDArray[np.uint32]
+    forced_tokens: npt.NDArray[np.uint32]
+    extensions_used: npt.NDArray[np.uint32]
+    capped: npt.NDArray[np.bool_]
+
+
+IntArray = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+
+class BudgetBatch:
+    """Slot-indexed budget-forcing state for up to ``capacity`` rows with different specs.
+
+    Override mode: after sampling, ``step(sampled_B, out_B)`` writes per entry the token that must
+    replace the sampled one, or -1. Mask mode (logits-only stacks): before sampling,
+    ``mask(force_B, redirect_B, ban_BK)``; after it, ``advance(emitted_B)``.
+    ``max_rollback`` is how many tokens :meth:`rollback` can undo per row.
+    """
+
+    def __init__(self, capacity: int, *, max_rollback: int = 32) -> None:
+        self._inner = _core.BudgetBatch(capacity, max_rollback=max_rollback)
+
+    @property
+    def capacity(self) -> int:
+        return int(self._inner.capacity)
+
+    @property
+    def ban_width(self) -> int:
+        """Columns ``mask``'s ``ban`` array needs for the rows now in the batch."""
+        return int(self._inner.ban_width)
+
+    def insert(self, slot: int, spec: BudgetSpec) -> None:
+        """Put a fresh row with ``spec`` into ``slot`` (replacing any row there)."""
+        if not isinstance(spec, BudgetSpec):
+            raise TypeError(f"spec must be an s1kit.budget.BudgetSpec, got {type(spec).__name__}")
+        self._inner.insert(slot, spec._inner)
+
+    def add(self, spec: BudgetSpec, prompt_ids: Sequence[int] | None = None) -> int:
+        """Insert into the first free slot (and process the prompt); returns the slot."""
+        slot = self._inner.free_slot()
+        if slot is None:
+            raise ValueError(f"the batch is full ({self.capacity} rows): remove a row or raise capacity")
+        self.insert(slot, spec)
+        if prompt_ids is not None:
+            self.process_prompt(slot, prompt_ids)
+        return int(slot)
+
+    def remove(self, slot: int) -> None:
+        self._inner.remove(slot)
+
+    def swap(self, a: int, b: int) -> None:
+        self._inner.swap(a, b)
+
+    def move_row(self, src: int, dst: int) -> None:
+        """Move the row in ``src`` to ``dst`` (replacing it), leaving ``src`` empty."""
+        self._inner.move_row(src, dst)
+
+    def reset(self, slot: int) -> None:
+        self._inner.reset(slot)
+
+    def rollback(self, slot: int, k: int) -> None:
+        """Undo the last ``k`` tokens of ``slot`` exactly (e.g. rejected speculative tokens)."""
+        self._inner.rollback(slot, k)
+
+    def process_prompt(self, slot: int, prompt_ids: Sequence[int] | npt.NDArray[np.integer]) -> None:
+        """Feed the prompt so the row's phase follows it (e.g. a template that opens thinking)."""
+        self._inner.process_prompt(slot, [int(t) for t in prompt_ids])
+
+    def step(self, sampled_B: IntArray, out_B: IntArray, rows: IntArray | None = None) -> None:
+        """Override mode, one decode step (see the class docstring)."""
+        self._inner.step(sampled_B, out_B, rows)
+
+    def mask(
+        self,
+        force_B: IntArray,
+        redirect_B: IntArray,
+        ban_BK: npt.NDArray[np.int32],
+        rows: IntArray | None = None,
+    ) -> None:
+        """Mask mode, before sampling: tokens to force, tokens to ban, and redirect targets."""
+        self._inner.mask(force_B, redirect_B, ban_BK, rows)
+
+    def advance(self, emitted_B: IntArray, rows: IntArray | None = None) -> None:
+        """Mask mode, after sampling: the tokens the stack emitted."""
+        self._inner.advance(emitted_B, rows)
+
+    def accounting(self) -> Accounting:
+        """Per-slot counters as numpy arrays (one call, no per-row Python)."""
+        return Accounting(**self._inner.accounting())
+
+    def row_state(self, slot: int) -> dict[str, int | bool] | None:
+        """One slot's state as a dict (None when empty); for debugging and tests."""
+        return self._inner.row_state(slot)
