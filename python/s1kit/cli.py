@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "demo": "s1kit.demo.cli",
     "budget": "s1kit.budget.cli",
+    "curate": "s1kit.curate.cli",
 }
 
 
