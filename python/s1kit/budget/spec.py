@@ -145,7 +145,9 @@ class BudgetSpec:
             think_start=tuple(spell_delimiter(tokenizer, s, "think_start") for s in starts),
             think_end=tuple(spell_delimiter(tokenizer, s, "think_end") for s in ends),
             eos=_ids(eos),
-            answer_prefix=spell(tokenizer, d_answer if answer_prefix is None else answer_prefix, "answer_prefix"),
+            answer_prefix=spell(
+                tokenizer, d_answer if answer_prefix is None else answer_prefix, "answer_prefix"
+            ),
             extensions=tuple(spell(tokenizer, e, "extension", context=extension_context) for e in exts),
             max_thinking_tokens=max_thinking_tokens,
             min_thinking_tokens=min_thinking_tokens,

@@ -202,28 +202,32 @@ MSC_AREAS: dict[str, tuple[str, ...]] = {
 GENERAL = "00 General"
 
 
-def _compile(keywords: Sequence[str]) -> list[re.Pattern[str] | str]:
-    out: list[re.Pattern[str] | str] = []
-    for k in keywords:
-        if k.isascii():
-            out.append(re.compile(r"(?<![a-z])" + re.escape(k)))
-        else:
-            out.append(k)
-    return out
+def _compile() -> tuple[re.Pattern[str], dict[str, str]]:
+    """One alternation over every keyword (longest first), and keyword -> area (the lower MSC number
+    wins for a keyword listed twice). ASCII keywords must start a word; CJK keywords match anywhere."""
+    owner: dict[str, str] = {}
+    for area, kws in MSC_AREAS.items():
+        for k in kws:
+            owner.setdefault(k, area)
+    ordered = sorted(owner, key=len, reverse=True)
+    ascii_kw = "|".join(re.escape(k) for k in ordered if k.isascii())
+    cjk_kw = "|".join(re.escape(k) for k in ordered if not k.isascii())
+    return re.compile(rf"(?<![a-z])(?:{ascii_kw})|(?:{cjk_kw})"), owner
 
 
-_COMPILED = {area: _compile(kws) for area, kws in MSC_AREAS.items()}
+_PATTERN, _OWNER = _compile()
+_ORDER = {area: i for i, area in enumerate(MSC_AREAS)}
 
 
 def classify_keywords(text: str) -> str:
     """The MSC area whose keywords occur most often in ``text`` (ties: the lower number)."""
-    low = text.lower()
-    best, best_hits = GENERAL, 0
-    for area, pats in _COMPILED.items():
-        hits = sum(len(p.findall(low)) if isinstance(p, re.Pattern) else low.count(p) for p in pats)
-        if hits > best_hits:
-            best, best_hits = area, hits
-    return best
+    hits: dict[str, int] = {}
+    for m in _PATTERN.findall(text.lower()):
+        area = _OWNER[m]
+        hits[area] = hits.get(area, 0) + 1
+    if not hits:
+        return GENERAL
+    return min(hits, key=lambda a: (-hits[a], _ORDER[a]))
 
 
 def area_descriptions() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,17 +41,38 @@ CORRECT_PREFIX = "correct_"
 CORRECT_SUFFIXES = ("_correctness", "_correct")
 
 
-@dataclass(frozen=True)
+@dataclass
 class FieldMap:
-    """Which input field feeds each column (``None``: absent), and which fields give correctness."""
+    """Which input fields may feed each column (aliases present in the file, in priority order, or the
+    one ``--field`` override), which fields give correctness, and how often each field was used.
 
-    columns: dict[str, str | None]
+    A record takes each column from the first candidate field it has a value for, so a file that mixes
+    ``problem`` and ``question`` keys loses nothing; ``used`` counts the choices for the report.
+    """
+
+    candidates: dict[str, list[str]]
     correct: dict[str, str]  # model name -> input field
+    used: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> dict[str, str | None]:
+        """The field that fed each column most often (the first candidate if none was used yet)."""
+        out: dict[str, str | None] = {}
+        for col, cands in self.candidates.items():
+            counts = self.used.get(col)
+            out[col] = counts.most_common(1)[0][0] if counts else (cands[0] if cands else None)
+        return out
 
     def describe(self) -> str:
-        parts = [f"{c}<-{f}" for c, f in self.columns.items() if f is not None]
+        parts = []
+        for col, cands in self.candidates.items():
+            counts = self.used.get(col)
+            if counts and len(counts) > 1:
+                parts.append(f"{col}<-" + "|".join(f"{f}({n})" for f, n in counts.most_common()))
+            elif counts or cands:
+                parts.append(f"{col}<-{self.columns[col]}")
         parts += [f"correct[{m}]<-{f}" for m, f in self.correct.items()]
-        missing = [c for c, f in self.columns.items() if f is None]
+        missing = [c for c, f in self.candidates.items() if not f]
         text = ", ".join(parts)
         return text + (f" (absent: {', '.join(missing)})" if missing else "")
 
@@ -75,15 +97,15 @@ def infer_field_map(fields: list[str], overrides: Mapping[str, str] | None = Non
             f"--field names unknown column(s) {sorted(unknown)}; columns are {', '.join(COLUMNS)}"
         )
     present = set(fields)
-    columns: dict[str, str | None] = {}
+    candidates: dict[str, list[str]] = {}
     for col, aliases in ALIASES.items():
         if col in overrides:
-            columns[col] = overrides[col] if overrides[col] in present else None
-            continue
-        columns[col] = next((a for a in aliases if a in present), None)
-    used = {f for f in columns.values() if f is not None}
-    correct = {m: f for f in fields if f not in used and (m := correctness_model(f)) is not None}
-    return FieldMap(columns, correct)
+            candidates[col] = [overrides[col]] if overrides[col] in present else []
+        else:
+            candidates[col] = [a for a in aliases if a in present]
+    taken = {f for c in candidates.values() for f in c}
+    correct = {m: f for f in fields if f not in taken and (m := correctness_model(f)) is not None}
+    return FieldMap(candidates, correct)
 
 
 @dataclass
@@ -158,8 +180,12 @@ def to_row(record: Mapping[str, Any], fmap: FieldMap, *, row: int, file: str, li
     """Build a :class:`Row` from one input record using ``fmap``."""
 
     def get(col: str) -> Any:
-        name = fmap.columns[col]
-        return None if name is None else record.get(name)
+        for name in fmap.candidates[col]:
+            value = record.get(name)
+            if value is not None and value != "":
+                fmap.used.setdefault(col, Counter())[name] += 1
+                return value
+        return None
 
     correct: dict[str, bool] = {}
     for model, name in fmap.correct.items():
