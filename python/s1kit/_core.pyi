@@ -4,6 +4,7 @@
 # during a call.
 
 from collections.abc import Sequence
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +24,11 @@ def ngram_hashes(text: str, n: int = 8) -> npt.NDArray[np.uint64]:
     """64-bit hashes of the shingles :func:`word_ngrams` returns, in the same order. The hash includes
     the word count, so a short text's single shingle never equals a window of a longer text."""
 
+@final
 class NgramIndex:
     """Every n-gram of a list of evaluation items, for 8-gram decontamination (built in parallel)."""
 
-    def __init__(self, items: Sequence[str], n: int = 8) -> None:
+    def __new__(cls, items: Sequence[str], n: int = 8) -> NgramIndex:
         """Index ``items`` (a list of str) by their word n-gram shingles."""
     @property
     def n(self) -> int:

@@ -115,3 +115,31 @@ def test_clusters_and_keepers() -> None:
         _core.clusters(3, i, j)
     with pytest.raises(ValueError, match="bands"):
         _core.near_duplicates(["a"], bands=20, rows=7)
+
+
+def test_parallel_calls_work_in_a_forked_child() -> None:
+    """rayon's global pool does not survive fork(); the binding gives the child its own pool."""
+    import os
+    import warnings
+
+    texts, _ = _planted(3)
+    expect = _core.near_duplicates(texts)[0].tolist()  # the parent's pool is now running
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork of a multi-threaded process
+        pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the parallel call completes with the same answer
+        ok = _core.near_duplicates(texts)[0].tolist() == expect
+        os._exit(0 if ok else 1)
+    deadline = 60.0
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the parallel call hung in the forked child")

@@ -1,6 +1,12 @@
 //! Bindings for `s1kit_core::dedup`. Each call copies its Python inputs into owned Rust values (or
 //! borrows a read-only numpy buffer), releases the GIL for the work, and returns numpy arrays.
 //! Callers must not mutate an input array from another thread during a call.
+//!
+//! Fork safety: rayon's global pool does not survive `fork()` (the child has none of its threads, so
+//! the first parallel call would hang). [`parallel`] runs the work on the global pool only in the
+//! process that created the module; a forked child gets its own pool, built on first use.
+
+use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -11,7 +17,41 @@ use s1kit_core::dedup::{cosine, exact, lsh, minhash, ngram, normalize, union_fin
 
 use crate::to_py_err;
 
-type Pairs<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+/// The process that loaded the module; rayon's global pool belongs to it.
+static OWNER_PID: OnceLock<u32> = OnceLock::new();
+/// A pool for a forked child: `(pid, pool)`.
+static CHILD_POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+
+/// Run `f` (which may use rayon) on a thread pool that exists in this process. Called inside
+/// `py.detach`, so the GIL is not held.
+fn parallel<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let pid = std::process::id();
+    if *OWNER_PID.get_or_init(|| pid) == pid {
+        return f();
+    }
+    let pool = {
+        let mut guard = CHILD_POOL.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some((p, pool)) if *p == pid => pool.clone(),
+            _ => {
+                let pool = Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .build()
+                        .expect("a rayon pool for the forked child"),
+                );
+                *guard = Some((pid, pool.clone()));
+                pool
+            }
+        }
+    };
+    pool.install(f)
+}
+
+type I64s<'py> = Bound<'py, PyArray1<i64>>;
+type Pairs<'py> = (I64s<'py>, I64s<'py>);
+/// `(i, j, value)` columns of scored pairs.
+type Scored<'py, T> = (I64s<'py>, I64s<'py>, Bound<'py, PyArray1<T>>);
+type Signatures<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray1<bool>>);
 
 fn refs(texts: &[String]) -> Vec<&str> {
     texts.iter().map(String::as_str).collect()
@@ -29,14 +69,14 @@ fn normalize_text(text: &str) -> String {
 
 /// The word n-grams of `text` as strings (one shingle for texts shorter than `n` words).
 #[pyfunction]
-#[pyo3(signature = (text, n=ngram::DEFAULT_N))]
+#[pyo3(signature = (text, n=8))]
 fn word_ngrams(text: &str, n: usize) -> PyResult<Vec<String>> {
     ngram::word_ngrams(text, n).map_err(to_py_err)
 }
 
 /// The 64-bit hashes of `text`'s word n-grams, in order.
 #[pyfunction]
-#[pyo3(signature = (text, n=ngram::DEFAULT_N))]
+#[pyo3(signature = (text, n=8))]
 fn ngram_hashes<'py>(py: Python<'py>, text: &str, n: usize) -> PyResult<Bound<'py, PyArray1<u64>>> {
     Ok(PyArray1::from_vec(
         py,
@@ -53,10 +93,10 @@ struct PyNgramIndex {
 #[pymethods]
 impl PyNgramIndex {
     #[new]
-    #[pyo3(signature = (items, n=ngram::DEFAULT_N))]
+    #[pyo3(signature = (items, n=8))]
     fn new(py: Python<'_>, items: Vec<String>, n: usize) -> PyResult<Self> {
         let inner = py
-            .detach(|| ngram::NgramIndex::build(&refs(&items), n))
+            .detach(|| parallel(|| ngram::NgramIndex::build(&refs(&items), n)))
             .map_err(to_py_err)?;
         Ok(PyNgramIndex { inner })
     }
@@ -75,19 +115,14 @@ impl PyNgramIndex {
     }
 
     #[pyo3(signature = (docs, min_shared=1))]
-    #[allow(clippy::type_complexity)]
     fn decontaminate<'py>(
         &self,
         py: Python<'py>,
         docs: Vec<String>,
         min_shared: u32,
-    ) -> PyResult<(
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i64>>,
-    )> {
+    ) -> PyResult<Scored<'py, i64>> {
         let m = py
-            .detach(|| self.inner.decontaminate(&refs(&docs), min_shared))
+            .detach(|| parallel(|| self.inner.decontaminate(&refs(&docs), min_shared)))
             .map_err(to_py_err)?;
         Ok((
             i64s(py, m.iter().map(|x| x.doc)),
@@ -109,22 +144,24 @@ impl PyNgramIndex {
 /// For each text, the index of the first text equal to it after normalisation.
 #[pyfunction]
 fn exact_duplicates<'py>(py: Python<'py>, texts: Vec<String>) -> Bound<'py, PyArray1<i64>> {
-    let rep = py.detach(|| exact::exact_duplicates(&refs(&texts)));
+    let rep = py.detach(|| parallel(|| exact::exact_duplicates(&refs(&texts))));
     i64s(py, rep.into_iter())
 }
 
 /// MinHash signatures `(N, num_perm)` uint64 and a bool mask of texts that have one.
 #[pyfunction]
-#[pyo3(signature = (texts, n=ngram::DEFAULT_N, num_perm=minhash::DEFAULT_NUM_PERM, seed=0))]
+#[pyo3(signature = (texts, n=8, num_perm=128, seed=0))]
 fn minhash_signatures<'py>(
     py: Python<'py>,
     texts: Vec<String>,
     n: usize,
     num_perm: usize,
     seed: u64,
-) -> PyResult<(Bound<'py, PyArray2<u64>>, Bound<'py, PyArray1<bool>>)> {
+) -> PyResult<Signatures<'py>> {
     let (sigs, has) = py
-        .detach(|| minhash::MinHasher::new(num_perm, seed)?.signatures(&refs(&texts), n))
+        .detach(|| {
+            parallel(|| minhash::MinHasher::new(num_perm, seed)?.signatures(&refs(&texts), n))
+        })
         .map_err(to_py_err)?;
     let rows = has.len();
     Ok((
@@ -135,7 +172,7 @@ fn minhash_signatures<'py>(
 
 /// Candidate pairs `(i, j)` of rows agreeing on at least one LSH band.
 #[pyfunction]
-#[pyo3(signature = (signatures, has_signature, bands=lsh::DEFAULT_BANDS, rows=lsh::DEFAULT_ROWS))]
+#[pyo3(signature = (signatures, has_signature, bands=18, rows=7))]
 fn lsh_candidates<'py>(
     py: Python<'py>,
     signatures: PyReadonlyArray2<'py, u64>,
@@ -151,7 +188,7 @@ fn lsh_candidates<'py>(
         .as_slice()
         .map_err(|_| PyValueError::new_err("has_signature must be C-contiguous"))?;
     let pairs = py
-        .detach(|| lsh::candidate_pairs(sigs, has, num_perm, bands, rows))
+        .detach(|| parallel(|| lsh::candidate_pairs(sigs, has, num_perm, bands, rows)))
         .map_err(to_py_err)?;
     Ok((
         i64s(py, pairs.iter().map(|p| p.0)),
@@ -161,9 +198,9 @@ fn lsh_candidates<'py>(
 
 /// Near-duplicate pairs `(i, j, jaccard)`: MinHash-LSH candidates verified by exact Jaccard.
 #[pyfunction]
-#[pyo3(signature = (texts, n=ngram::DEFAULT_N, num_perm=minhash::DEFAULT_NUM_PERM,
-    bands=lsh::DEFAULT_BANDS, rows=lsh::DEFAULT_ROWS, threshold=0.8, seed=0))]
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[pyo3(signature = (texts, n=8, num_perm=128,
+    bands=18, rows=7, threshold=0.8, seed=0))]
+#[allow(clippy::too_many_arguments)]
 fn near_duplicates<'py>(
     py: Python<'py>,
     texts: Vec<String>,
@@ -173,11 +210,7 @@ fn near_duplicates<'py>(
     rows: usize,
     threshold: f64,
     seed: u64,
-) -> PyResult<(
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f64>>,
-)> {
+) -> PyResult<Scored<'py, f64>> {
     let p = lsh::NearDupParams {
         n,
         num_perm,
@@ -187,7 +220,7 @@ fn near_duplicates<'py>(
         seed,
     };
     let pairs = py
-        .detach(|| lsh::near_duplicates(&refs(&texts), &p))
+        .detach(|| parallel(|| lsh::near_duplicates(&refs(&texts), &p)))
         .map_err(to_py_err)?;
     Ok((
         i64s(py, pairs.iter().map(|p| p.0)),
@@ -228,9 +261,11 @@ fn clusters<'py>(
     let scores: Option<Vec<f64>> = scores.map(|s| s.as_array().to_vec());
     let (roots, keep) = py
         .detach(|| {
-            let roots = union_find::clusters(num_rows, &edges)?;
-            let keep = union_find::keepers(&roots, scores.as_deref())?;
-            Ok((roots, keep))
+            parallel(|| {
+                let roots = union_find::clusters(num_rows, &edges)?;
+                let keep = union_find::keepers(&roots, scores.as_deref())?;
+                Ok((roots, keep))
+            })
         })
         .map_err(to_py_err)?;
     Ok((i64s(py, roots.into_iter()), i64s(py, keep.into_iter())))
@@ -238,18 +273,13 @@ fn clusters<'py>(
 
 /// All pairs `(i, j, cosine)` with `i < j` and `cosine >= threshold`, exact, by blocked products.
 #[pyfunction]
-#[pyo3(signature = (embeddings, threshold, block=cosine::DEFAULT_BLOCK))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (embeddings, threshold, block=2048))]
 fn cosine_pairs<'py>(
     py: Python<'py>,
     embeddings: PyReadonlyArray2<'py, f32>,
     threshold: f32,
     block: usize,
-) -> PyResult<(
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f32>>,
-)> {
+) -> PyResult<Scored<'py, f32>> {
     let (n, d) = (embeddings.shape()[0], embeddings.shape()[1]);
     let data = embeddings.as_slice().map_err(|_| {
         PyValueError::new_err(
@@ -257,7 +287,7 @@ fn cosine_pairs<'py>(
         )
     })?;
     let pairs = py
-        .detach(|| cosine::cosine_pairs(data, n, d, threshold, block))
+        .detach(|| parallel(|| cosine::cosine_pairs(data, n, d, threshold, block)))
         .map_err(to_py_err)?;
     Ok((
         i64s(py, pairs.iter().map(|p| p.0)),
@@ -267,6 +297,7 @@ fn cosine_pairs<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    OWNER_PID.get_or_init(std::process::id);
     m.add_class::<PyNgramIndex>()?;
     m.add_function(wrap_pyfunction!(normalize_text, m)?)?;
     m.add_function(wrap_pyfunction!(word_ngrams, m)?)?;

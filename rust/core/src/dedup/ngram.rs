@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rayon::prelude::*;
 
-use super::normalize::{lowercase, words};
+use super::normalize::{for_each_word, lowercase, words};
 use crate::{Error, Result};
 
 /// Default shingle width, as in s1's 8-gram decontamination.
@@ -42,7 +42,12 @@ pub fn fmix64(mut x: u64) -> u64 {
 /// A fast, platform-independent 64-bit hash of a word's bytes.
 #[inline]
 pub fn hash_word(word: &str) -> u64 {
-    let bytes = word.as_bytes();
+    hash_word_bytes(word.as_bytes())
+}
+
+/// [`hash_word`] on the word's UTF-8 bytes.
+#[inline]
+pub fn hash_word_bytes(bytes: &[u8]) -> u64 {
     let mut h = K0 ^ (bytes.len() as u64).wrapping_mul(K1);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -60,14 +65,56 @@ pub fn hash_word(word: &str) -> u64 {
     fmix64(h)
 }
 
-/// The hash of one shingle from its words' hashes (order matters; the count is part of the hash).
+/// Base of the polynomial shingle hash (odd, so multiplication by it is a bijection of `u64`).
+const POLY_BASE: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// The hash of one shingle from its words' hashes: `fmix64(sum w_i B^(k-1-i) ^ k K0)` over the `k`
+/// words (order matters; the count is part of the hash). The polynomial lets [`shingle_hashes`] roll
+/// the window in O(1) per word.
 #[inline]
 pub fn hash_shingle(word_hashes: &[u64]) -> u64 {
-    let mut h = K1 ^ (word_hashes.len() as u64).wrapping_mul(K0);
-    for &w in word_hashes {
-        h = (h ^ w).wrapping_mul(K0).rotate_left(31);
+    let poly = word_hashes
+        .iter()
+        .fold(0u64, |h, &w| h.wrapping_mul(POLY_BASE).wrapping_add(w));
+    finish_shingle(poly, word_hashes.len())
+}
+
+#[inline]
+fn finish_shingle(poly: u64, k: usize) -> u64 {
+    fmix64(poly ^ (k as u64).wrapping_mul(K0))
+}
+
+/// Append the shingle hashes of `text` to `out`, reusing `words_buf` for the word hashes.
+pub(crate) fn shingle_hashes_into(
+    text: &str,
+    n: usize,
+    words_buf: &mut Vec<u64>,
+    out: &mut Vec<u64>,
+) {
+    words_buf.clear();
+    for_each_word(text, |w| words_buf.push(hash_word_bytes(w)));
+    let wh = &words_buf[..];
+    if wh.is_empty() {
+        return;
     }
-    fmix64(h)
+    if wh.len() < n {
+        out.push(hash_shingle(wh));
+        return;
+    }
+    // B^(n-1): the weight of the word leaving the window.
+    let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(POLY_BASE));
+    let mut poly = wh[..n]
+        .iter()
+        .fold(0u64, |h, &w| h.wrapping_mul(POLY_BASE).wrapping_add(w));
+    out.reserve(wh.len() - n + 1);
+    out.push(finish_shingle(poly, n));
+    for i in n..wh.len() {
+        poly = poly
+            .wrapping_sub(wh[i - n].wrapping_mul(top))
+            .wrapping_mul(POLY_BASE)
+            .wrapping_add(wh[i]);
+        out.push(finish_shingle(poly, n));
+    }
 }
 
 fn check_n(n: usize) -> Result<()> {
@@ -86,15 +133,9 @@ pub fn shingle_hashes(text: &str, n: usize) -> Result<Vec<u64>> {
 }
 
 pub(crate) fn shingle_hashes_unchecked(text: &str, n: usize) -> Vec<u64> {
-    let lower = lowercase(text);
-    let wh: Vec<u64> = words(&lower).map(hash_word).collect();
-    if wh.is_empty() {
-        return Vec::new();
-    }
-    if wh.len() < n {
-        return vec![hash_shingle(&wh)];
-    }
-    wh.windows(n).map(hash_shingle).collect()
+    let (mut words_buf, mut out) = (Vec::new(), Vec::new());
+    shingle_hashes_into(text, n, &mut words_buf, &mut out);
+    out
 }
 
 /// The distinct shingle hashes of `text`, sorted ascending.
@@ -211,20 +252,34 @@ impl NgramIndex {
         let per_doc: Vec<Vec<Match>> = docs
             .par_iter()
             .enumerate()
-            .map(|(doc, text)| self.matches_of(doc as u32, text, min_shared))
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(words_buf, shingles), (doc, text)| {
+                    shingles.clear();
+                    shingle_hashes_into(text, self.n, words_buf, shingles);
+                    self.matches_of(doc as u32, shingles, min_shared)
+                },
+            )
             .collect();
         Ok(per_doc.into_iter().flatten().collect())
     }
 
-    fn matches_of(&self, doc: u32, text: &str, min_shared: u32) -> Vec<Match> {
-        let mut hits: Vec<u32> = Vec::new();
-        for h in shingle_set(text, self.n) {
-            if let Some(items) = self.postings.get(&h) {
-                hits.extend_from_slice(items);
-            }
-        }
-        if hits.is_empty() {
+    /// Matches of one document given its shingle hashes (in text order, repeats allowed).
+    fn matches_of(&self, doc: u32, shingles: &[u64], min_shared: u32) -> Vec<Match> {
+        // Most documents share nothing: look every shingle up first, deduplicate only the hits.
+        let mut hit_shingles: Vec<u64> = shingles
+            .iter()
+            .copied()
+            .filter(|h| self.postings.contains_key(h))
+            .collect();
+        if hit_shingles.is_empty() {
             return Vec::new();
+        }
+        hit_shingles.sort_unstable();
+        hit_shingles.dedup();
+        let mut hits: Vec<u32> = Vec::new();
+        for h in &hit_shingles {
+            hits.extend_from_slice(&self.postings[h]);
         }
         hits.sort_unstable();
         let mut out = Vec::new();

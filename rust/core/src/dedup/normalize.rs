@@ -43,17 +43,69 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(is_py_whitespace).filter(|w| !w.is_empty())
 }
 
+/// Whether the ASCII byte `b` is Python whitespace (`\t..\r`, `\x1c..\x1f`, space).
+#[inline]
+fn is_ascii_py_whitespace(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=0x1f | b' ')
+}
+
+/// Call `f` with the UTF-8 bytes of every word of `text.lower().split()`, in order, without
+/// building the lowercased text: ASCII bytes are lowercased and split byte by byte, other characters
+/// go through `char::to_lowercase` (context-free for everything but capital sigma, whose final form
+/// depends on its neighbours: texts containing 'Σ' take the exact whole-string path instead).
+pub fn for_each_word(text: &str, mut f: impl FnMut(&[u8])) {
+    if text.contains('Σ') {
+        let lower = lowercase(text);
+        words(&lower).for_each(|w| f(w.as_bytes()));
+        return;
+    }
+    let bytes = text.as_bytes();
+    let mut word: Vec<u8> = Vec::with_capacity(64);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if is_ascii_py_whitespace(b) {
+                if !word.is_empty() {
+                    f(&word);
+                    word.clear();
+                }
+            } else {
+                word.push(b.to_ascii_lowercase());
+            }
+            i += 1;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("i is on a char boundary");
+        i += c.len_utf8();
+        if is_py_whitespace(c) {
+            if !word.is_empty() {
+                f(&word);
+                word.clear();
+            }
+        } else {
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    if !word.is_empty() {
+        f(&word);
+    }
+}
+
 /// `" ".join(text.lower().split())`: lowercase, whitespace runs collapsed to one space, trimmed.
 pub fn normalize(text: &str) -> String {
-    let lower = lowercase(text);
-    let mut out = String::with_capacity(lower.len());
-    for (i, w) in words(&lower).enumerate() {
-        if i > 0 {
-            out.push(' ');
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    for_each_word(text, |w| {
+        if !out.is_empty() {
+            out.push(b' ');
         }
-        out.push_str(w);
-    }
-    out
+        out.extend_from_slice(w);
+    });
+    // Words are whole UTF-8 sequences (lowercased chars re-encoded), so the join is valid UTF-8.
+    String::from_utf8(out).expect("words are valid UTF-8")
 }
 
 /// Number of words of `text` after normalisation (lowercasing never creates or removes whitespace).
