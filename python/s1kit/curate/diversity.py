@@ -1,5 +1,6 @@
 """Diversity sampling, s1's final stage: pick a domain uniformly at random, then a question within it
-with weight ``2^-rank``, where rank 0 is the longest trace (longer reasoning = harder); repeat until
+with weight ``2^-rank``, where rank 0 is the longest trace (:func:`rank_length`; longer reasoning =
+harder); repeat until
 ``k`` questions are chosen. Rows marked must-keep (keep-all sources) are chosen first.
 
 Deterministic: domains are visited in sorted order, ties in trace length go to the earlier row, and all
@@ -12,6 +13,16 @@ import random
 from collections.abc import Callable
 
 from s1kit.curate.schema import Row
+
+
+def rank_length(row: Row) -> float:
+    """The length that ranks a row within its domain: trace tokens when known, else trace words, else
+    (a pool without traces) question words, so that ties do not fall back to input order wholesale."""
+    if row.trace_tokens is not None:
+        return float(row.trace_tokens)
+    if row.trace:
+        return float(len(row.trace.split()))
+    return float(len((row.question or "").split()))
 
 
 def _pick_rank(rng: random.Random, m: int) -> int:

@@ -179,7 +179,7 @@ def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | Non
         selected, why = alive, {r.row: "all survivors (diversity skipped)" for r in alive}
     else:
         selected, why = diversity.diversity_sample(
-            alive, cfg.k, seed=cfg.seed, length=dedup.trace_length, must_keep=must_keep
+            alive, cfg.k, seed=cfg.seed, length=diversity.rank_length, must_keep=must_keep
         )
     chosen = {r.row for r in selected}
     not_sampled: Counter[str] = Counter()

@@ -1,9 +1,11 @@
 //! Seeded MinHash signatures over word n-gram shingles.
 //!
-//! Permutation `p` maps a shingle hash `h` to `a[p] * h + b[p] (mod 2^64)` with `a[p]` odd, a bijection
-//! of `u64` whose high bits behave like a random permutation for MinHash purposes (multiply-shift
-//! hashing). `a` and `b` come from SplitMix64 seeded with `seed`, so a signature depends only on the
-//! text, `n`, `num_perm` and `seed`. The fraction of equal positions in two signatures estimates the
+//! Permutation `p` maps a shingle hash, mixed and folded to 32 bits `x`, to `((a[p] x + b[p]) mod 2^64) >> 32`
+//! with `a[p]`, `b[p]` random 64-bit numbers: Dietzfelbinger's multiply-add-shift, a strongly universal
+//! family on 32-bit keys whose 64x32-bit multiply compilers vectorise. Signature values are therefore
+//! 32-bit (stored as `u64`). `a` and `b`
+//! come from SplitMix64 seeded with `seed`, so a signature depends only on the text, `n`, `num_perm`
+//! and `seed`. The fraction of equal positions in two signatures estimates the
 //! Jaccard similarity of the shingle sets; its standard error is `sqrt(J (1 - J) / num_perm)`.
 //!
 //! A text with no words has no shingles and therefore **no signature** (`None`): giving it the
@@ -11,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::ngram::shingle_set;
+use super::ngram::{fmix64, shingle_set};
 use crate::{Error, Result};
 
 /// Default number of permutations.
@@ -46,7 +48,7 @@ impl MinHasher {
         let mut a = Vec::with_capacity(num_perm);
         let mut b = Vec::with_capacity(num_perm);
         for _ in 0..num_perm {
-            a.push(splitmix64(&mut state) | 1);
+            a.push(splitmix64(&mut state));
             b.push(splitmix64(&mut state));
         }
         Ok(MinHasher { a, b, seed })
@@ -74,14 +76,18 @@ impl MinHasher {
 
     /// Write the signature of a non-empty shingle set into `out` (length `num_perm`).
     fn fill(&self, shingles: &[u64], out: &mut [u64]) {
-        out.fill(u64::MAX);
+        let mut acc = vec![u32::MAX; self.a.len()];
         for &h in shingles {
-            for ((o, &a), &b) in out.iter_mut().zip(&self.a).zip(&self.b) {
-                let v = a.wrapping_mul(h).wrapping_add(b);
-                if v < *o {
-                    *o = v;
-                }
+            // Mix first: callers may pass structured (non-hashed) values.
+            let m = fmix64(h);
+            let x = u64::from((m ^ (m >> 32)) as u32);
+            for ((o, &a), &b) in acc.iter_mut().zip(&self.a).zip(&self.b) {
+                let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
+                *o = (*o).min(v);
             }
+        }
+        for (o, v) in out.iter_mut().zip(acc) {
+            *o = u64::from(v);
         }
     }
 

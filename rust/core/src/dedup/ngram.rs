@@ -197,6 +197,10 @@ pub struct NgramIndex {
     num_items: usize,
     // shingle hash -> ascending, distinct item ids
     postings: ShingleMap<Vec<u32>>,
+    // One bit per (high bits of a) shingle hash present in `postings`: a cache-resident prefilter, since
+    // almost every pool shingle is absent from the index and a map probe is a cache miss.
+    filter: Vec<u64>,
+    filter_shift: u32,
 }
 
 impl NgramIndex {
@@ -216,10 +220,22 @@ impl NgramIndex {
                 postings.entry(h).or_default().push(item as u32);
             }
         }
+        // About 8 bits per indexed n-gram (false-positive rate ~12%), between 2^16 and 2^26 bits.
+        let bits = (postings.len() * 8)
+            .next_power_of_two()
+            .clamp(1 << 16, 1 << 26);
+        let filter_shift = 64 - bits.trailing_zeros();
+        let mut filter = vec![0u64; bits / 64];
+        for &h in postings.keys() {
+            let b = (h >> filter_shift) as usize;
+            filter[b >> 6] |= 1 << (b & 63);
+        }
         Ok(NgramIndex {
             n,
             num_items: items.len(),
             postings,
+            filter,
+            filter_shift,
         })
     }
 
@@ -270,7 +286,10 @@ impl NgramIndex {
         let mut hit_shingles: Vec<u64> = shingles
             .iter()
             .copied()
-            .filter(|h| self.postings.contains_key(h))
+            .filter(|&h| {
+                let b = (h >> self.filter_shift) as usize;
+                self.filter[b >> 6] >> (b & 63) & 1 == 1 && self.postings.contains_key(&h)
+            })
             .collect();
         if hit_shingles.is_empty() {
             return Vec::new();
