@@ -54,7 +54,8 @@ def minhash_signatures(
     texts: Sequence[str], n: int = 8, num_perm: int = 128, seed: int = 0
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
     """``(signatures, has_signature)``: seeded MinHash signatures ``(len(texts), num_perm)`` of each
-    text's n-gram shingle set, and whether the text has one (texts without words have none; their row
+    text's n-gram shingle set (32-bit values from multiply-add-shift permutations, stored as uint64;
+    the fraction of equal positions estimates Jaccard similarity), and whether the text has one (texts without words have none; their row
     is all ``2**64 - 1`` and never takes part in LSH)."""
 
 def lsh_candidates(
