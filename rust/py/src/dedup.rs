@@ -13,6 +13,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use s1kit_core::dedup::{cosine, exact, lsh, minhash, ngram, normalize, union_find};
 
 use crate::to_py_err;
@@ -53,8 +54,10 @@ type Pairs<'py> = (I64s<'py>, I64s<'py>);
 type Scored<'py, T> = (I64s<'py>, I64s<'py>, Bound<'py, PyArray1<T>>);
 type Signatures<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray1<bool>>);
 
-fn refs(texts: &[String]) -> Vec<&str> {
-    texts.iter().map(String::as_str).collect()
+/// Borrowed views of Python strings: `PyBackedStr` keeps each `str` alive and points at its UTF-8
+/// buffer, so no text is copied (CPython immutable strings may be read without the GIL).
+fn refs(texts: &[PyBackedStr]) -> Vec<&str> {
+    texts.iter().map(|t| &**t).collect()
 }
 
 fn i64s<'py>(py: Python<'py>, v: impl Iterator<Item = u32>) -> Bound<'py, PyArray1<i64>> {
@@ -94,7 +97,7 @@ struct PyNgramIndex {
 impl PyNgramIndex {
     #[new]
     #[pyo3(signature = (items, n=8))]
-    fn new(py: Python<'_>, items: Vec<String>, n: usize) -> PyResult<Self> {
+    fn new(py: Python<'_>, items: Vec<PyBackedStr>, n: usize) -> PyResult<Self> {
         let inner = py
             .detach(|| parallel(|| ngram::NgramIndex::build(&refs(&items), n)))
             .map_err(to_py_err)?;
@@ -118,7 +121,7 @@ impl PyNgramIndex {
     fn decontaminate<'py>(
         &self,
         py: Python<'py>,
-        docs: Vec<String>,
+        docs: Vec<PyBackedStr>,
         min_shared: u32,
     ) -> PyResult<Scored<'py, i64>> {
         let m = py
@@ -143,7 +146,7 @@ impl PyNgramIndex {
 
 /// For each text, the index of the first text equal to it after normalisation.
 #[pyfunction]
-fn exact_duplicates<'py>(py: Python<'py>, texts: Vec<String>) -> Bound<'py, PyArray1<i64>> {
+fn exact_duplicates<'py>(py: Python<'py>, texts: Vec<PyBackedStr>) -> Bound<'py, PyArray1<i64>> {
     let rep = py.detach(|| parallel(|| exact::exact_duplicates(&refs(&texts))));
     i64s(py, rep.into_iter())
 }
@@ -153,7 +156,7 @@ fn exact_duplicates<'py>(py: Python<'py>, texts: Vec<String>) -> Bound<'py, PyAr
 #[pyo3(signature = (texts, n=8, num_perm=128, seed=0))]
 fn minhash_signatures<'py>(
     py: Python<'py>,
-    texts: Vec<String>,
+    texts: Vec<PyBackedStr>,
     n: usize,
     num_perm: usize,
     seed: u64,
@@ -203,7 +206,7 @@ fn lsh_candidates<'py>(
 #[allow(clippy::too_many_arguments)]
 fn near_duplicates<'py>(
     py: Python<'py>,
-    texts: Vec<String>,
+    texts: Vec<PyBackedStr>,
     n: usize,
     num_perm: usize,
     bands: usize,
