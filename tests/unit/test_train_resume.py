@@ -43,21 +43,24 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "cfg": cfg, "full": full}
 
 
-def _killed_run(cfg: TrainConfig, kill_at_step: int | None, kill_in_save_at: int | None) -> int | None:
+def _train_then_die(cfg: TrainConfig, kill_at_step: int | None, kill_in_save_at: int | None) -> None:
     def die(*_: object) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    def target() -> None:
-        torch.set_num_threads(1)
-        hooks = Hooks(
-            on_step_end=(lambda s: die() if s == kill_at_step else None),
-            before_commit=(lambda p: die() if p.name == f"step_{kill_in_save_at or 0:08d}.tmp" else None),
-        )
-        train(cfg, hooks)
+    torch.set_num_threads(1)
+    hooks = Hooks(
+        on_step_end=(lambda s: die() if s == kill_at_step else None),
+        before_commit=(lambda p: die() if p.name == f"step_{kill_in_save_at or 0:08d}.tmp" else None),
+    )
+    train(cfg, hooks)
 
-    proc = multiprocessing.get_context("fork").Process(target=target)
+
+def _killed_run(cfg: TrainConfig, kill_at_step: int | None, kill_in_save_at: int | None) -> int | None:
+    # spawn, not fork: forking a process whose autograd threads already ran is undefined in torch.
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_train_then_die, args=(cfg, kill_at_step, kill_in_save_at))
     proc.start()
-    proc.join(timeout=120)
+    proc.join(timeout=180)
     return proc.exitcode
 
 

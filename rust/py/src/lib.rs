@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod budget;
 mod budget_tables;
+mod dedup;
 
 /// Convert a core error into the Python exception that names the problem and the fix.
 pub(crate) fn to_py_err(e: s1kit_core::Error) -> PyErr {
@@ -23,5 +24,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     budget::register(m)?;
     budget_tables::register(m)?;
+    dedup::register(m)?;
     Ok(())
 }
