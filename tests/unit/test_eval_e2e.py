@@ -8,7 +8,6 @@ with the generated token ids.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,7 @@ import pytest
 
 from s1kit.eval.methods import METHODS
 
-pytestmark = [
-    pytest.mark.slow,  # three CLI runs: ~20 s on an idle 2-core machine
-    pytest.mark.skipif(
-        importlib.util.find_spec("s1kit.generate") is None,
-        reason="s1kit.generate (branch `generate`) is not merged into this tree yet",
-    ),
-]
+pytestmark = pytest.mark.slow  # three CLI runs: ~20 s on an idle 2-core machine
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
