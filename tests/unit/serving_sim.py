@@ -103,7 +103,9 @@ def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, 
             logits = model_logits(r, k)
             if all_specs[kind] is not None:
                 batch.mask(force, redirect, ban, rows)
-                logits = reference_apply(logits, int(force[0]), int(redirect[0]), [int(b) for b in ban[0] if b >= 0])
+                logits = reference_apply(
+                    logits, int(force[0]), int(redirect[0]), [int(b) for b in ban[0] if b >= 0]
+                )
             t = draw(logits, r, k)
             seqs[r].append(t)
             if all_specs[kind] is not None:

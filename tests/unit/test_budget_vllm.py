@@ -145,7 +145,9 @@ def serve(
         rows = batch.requests()
         if not any(r is not None for r in rows):
             continue
-        logits = torch.stack([model_logits(r, len(outputs[r])) if r is not None else torch.zeros(V) for r in rows])
+        logits = torch.stack(
+            [model_logits(r, len(outputs[r])) if r is not None else torch.zeros(V) for r in rows]
+        )
         logits = proc.apply(logits)
         for index, r in enumerate(rows):
             if r is not None:

@@ -55,7 +55,9 @@ def test_header_compiles_as_cpp() -> None:
     cxx = shutil.which("c++")
     if cxx is None:
         pytest.skip("no system C++ compiler (c++) on PATH")
-    src = '#include "s1kit.h"\nint main() { S1kitBatch *b = nullptr; return (int)s1kit_batch_new(1, 0, &b); }\n'
+    src = (
+        '#include "s1kit.h"\nint main() { S1kitBatch *b = nullptr; return (int)s1kit_batch_new(1, 0, &b); }\n'
+    )
     run = subprocess.run(
         [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{HEADER_DIR}", "-x", "c++", "-"],
         input=src,

@@ -242,7 +242,9 @@ unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &str) -> Result<&'a mut 
 unsafe fn seqs(s: &S1kitSeqs, what: &str) -> Result<Vec<Vec<u32>>, Fail> {
     // SAFETY: forwarded caller contract.
     let lens = unsafe { slice(s.lens, s.count, what)? };
-    let total = lens.iter().try_fold(0usize, |acc, &l| acc.checked_add(l as usize));
+    let total = lens
+        .iter()
+        .try_fold(0usize, |acc, &l| acc.checked_add(l as usize));
     let Some(total) = total else {
         return Err(Fail(
             S1kitStatus::InvalidArgument,
@@ -267,7 +269,10 @@ fn cap(v: i64, what: &str) -> Result<Option<u32>, Fail> {
     u32::try_from(v).map(Some).map_err(|_| {
         Fail(
             S1kitStatus::InvalidArgument,
-            format!("{what} is {v}, above the largest supported cap {}", u32::MAX),
+            format!(
+                "{what} is {v}, above the largest supported cap {}",
+                u32::MAX
+            ),
         )
     })
 }

@@ -83,7 +83,11 @@ fn override_mode_caps_and_extends_like_the_core() {
         for sampled in [7i64, 2, 7, 7, 7, 8, 9] {
             let st = s1kit_batch_step(batch, &sampled, ptr::null(), 1, out.as_mut_ptr());
             assert_eq!(st, S1kitStatus::Ok);
-            emitted.push(if out[0] >= 0 { i64::from(out[0]) } else { sampled });
+            emitted.push(if out[0] >= 0 {
+                i64::from(out[0])
+            } else {
+                sampled
+            });
         }
         // "</think>" at step 2 became "Wait"; the cap (4) forced "</think>"; EOS ended the answer.
         assert_eq!(emitted, [7, 3, 7, 7, 2, 8, 9]);
@@ -146,7 +150,11 @@ fn errors_return_a_status_and_a_message() {
         d.answer_prefix_len = 0;
         let mut spec = ptr::null_mut();
         assert_eq!(s1kit_spec_new(&d, &mut spec), S1kitStatus::InvalidSpec);
-        assert!(last_error().contains("answer_prefix is empty"), "{}", last_error());
+        assert!(
+            last_error().contains("answer_prefix is empty"),
+            "{}",
+            last_error()
+        );
         assert!(spec.is_null());
 
         d = desc(4, 0);
@@ -155,7 +163,10 @@ fn errors_return_a_status_and_a_message() {
         assert!(last_error().contains("eos"));
 
         let mut batch = ptr::null_mut();
-        assert_eq!(s1kit_batch_new(0, 0, &mut batch), S1kitStatus::InvalidArgument);
+        assert_eq!(
+            s1kit_batch_new(0, 0, &mut batch),
+            S1kitStatus::InvalidArgument
+        );
         assert_eq!(s1kit_batch_new(2, 1, &mut batch), S1kitStatus::Ok);
         let mut out = [0i32; 2];
         let sampled = [1i64];
@@ -164,12 +175,24 @@ fn errors_return_a_status_and_a_message() {
         assert!(last_error().contains("one token per slot"));
         assert_eq!(s1kit_batch_reset(batch, 0), S1kitStatus::EmptySlot);
         assert_eq!(s1kit_batch_swap(batch, 0, 7), S1kitStatus::InvalidArgument);
-        assert_eq!(s1kit_batch_insert(batch, 0, ptr::null()), S1kitStatus::NullPointer);
+        assert_eq!(
+            s1kit_batch_insert(batch, 0, ptr::null()),
+            S1kitStatus::NullPointer
+        );
         assert_eq!(s1kit_spec_new(&desc(4, 0), &mut spec), S1kitStatus::Ok);
         assert_eq!(s1kit_batch_insert(batch, 0, spec), S1kitStatus::Ok);
-        assert_eq!(s1kit_batch_rollback(batch, 0, 3), S1kitStatus::RollbackTooDeep);
         assert_eq!(
-            s1kit_batch_step(ptr::null_mut(), sampled.as_ptr(), ptr::null(), 1, out.as_mut_ptr()),
+            s1kit_batch_rollback(batch, 0, 3),
+            S1kitStatus::RollbackTooDeep
+        );
+        assert_eq!(
+            s1kit_batch_step(
+                ptr::null_mut(),
+                sampled.as_ptr(),
+                ptr::null(),
+                1,
+                out.as_mut_ptr()
+            ),
             S1kitStatus::NullPointer
         );
         s1kit_spec_free(spec);

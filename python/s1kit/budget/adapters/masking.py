@@ -63,9 +63,11 @@ def apply_mask(
         t = torch.from_numpy(redirect_N[redirected]).to(dev)
         ban_t = torch.from_numpy(np.where(keep, ban, 0).astype(np.int64)).to(dev)
         keep_t = torch.from_numpy(keep).to(dev)
-        sub = logits_BV[r].float()
-        pooled = torch.cat([sub.gather(1, t[:, None]), sub.gather(1, ban_t).masked_fill(~keep_t, neg)], 1)
-        mass = torch.logsumexp(pooled, 1)
+        # Gather only the (R, 1 + K) cells involved: never copy whole rows of the vocabulary.
+        cols = torch.cat([t[:, None], ban_t], 1)
+        cells = logits_BV[r[:, None], cols].float()
+        cells[:, 1:] = cells[:, 1:].masked_fill(~keep_t, neg)
+        mass = torch.logsumexp(cells, 1)
         rr, cc = np.nonzero(keep)
         logits_BV[
             torch.from_numpy(r_host[rr]).to(dev), torch.from_numpy(ban[rr, cc].astype(np.int64)).to(dev)

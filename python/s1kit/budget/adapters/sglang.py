@@ -28,6 +28,7 @@ Shapes: ``B`` rows in the call, ``V`` vocabulary.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,7 @@ class BudgetRegistry:
         self._batch.remove(slot)
         del self._slot[self._rid.pop(slot)], self._req[slot], self._fed[slot], self._specs[slot]
 
-    def slots_for(self, params_B: list[dict[str, Any] | None]) -> np.ndarray:
+    def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
         """Slot per row (-1: the row does not use budget forcing); admits new requests."""
         slots = np.full(len(params_B), -1, np.int64)
         for i, params in enumerate(params_B):
@@ -133,7 +134,7 @@ class BudgetRegistry:
                 self._fed[s] += 1
             pending = [(s, out) for s, out in pending if len(out) > self._fed[s]]
 
-    def process(self, logits_BV: torch.Tensor, params_B: list[dict[str, Any] | None]) -> torch.Tensor:
+    def process(self, logits_BV: torch.Tensor, params_B: Sequence[dict[str, Any] | None]) -> torch.Tensor:
         with self._lock:
             slots = self.slots_for(params_B)
             self.feed(slots)
@@ -159,7 +160,7 @@ class BudgetRegistry:
 REGISTRY = BudgetRegistry()
 
 
-class BudgetForcingLogitProcessor(_SglangProcessor):  # type: ignore[misc,valid-type]
+class BudgetForcingLogitProcessor(_SglangProcessor):
     """SGLang custom logit processor: per-request budget forcing (``custom_params["s1kit_budget"]``)."""
 
     registry: BudgetRegistry = REGISTRY

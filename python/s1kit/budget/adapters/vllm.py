@@ -54,7 +54,7 @@ def _budget_arg(params: Any) -> Any:
     return extra.get(KEY)
 
 
-class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):  # type: ignore[misc,valid-type]
+class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
     """vLLM V1 logits processor: per-request budget forcing (``extra_args["s1kit_budget"]``)."""
 
     @classmethod
