@@ -11,7 +11,12 @@ Measures, for batch sizes 1, 64, 256 and 1024, the time one decode step of budge
 Every row has an s1-style spec (two-token delimiter, two-token "Wait", cap 256, 2 extensions) over a
 152K vocabulary; the sampled streams are random with planted delimiters, so rows really go through
 extensions, the cap and the answer. Run: ``python bench/budget_step.py [--steps N]``.
-Prints a Markdown table and ends with one JSON line.
+
+``--adapters`` adds one row per stack adapter (mask mode: transformers ``HFBudgetForcing``, the vLLM
+V1 logits processor, the SGLang custom logit processor): the time per decode step each adds on a
+realistic ``(B, 151936)`` float32 logits tensor at batch 1, 64 and 256, next to the core's own mask
+call (``core mask``) and the baseline (the typical per-row processor above).
+Prints Markdown tables and ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -124,6 +129,84 @@ def time_typical(samples: np.ndarray) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def _fix_up(logits: torch.Tensor, sampled: np.ndarray) -> np.ndarray:
+    """What the stack samples after the adapter's edit: the planted token, unless it was masked out."""
+    s = torch.from_numpy(sampled)
+    bad = torch.isneginf(logits[torch.arange(len(s)), s])
+    if bool(bad.any()):
+        s = s.clone()
+        s[bad] = logits[bad].argmax(1)
+    return s.numpy().astype(np.int64)
+
+
+def time_adapter(kind: str, samples: np.ndarray) -> float:
+    """Seconds per decode step that ``kind`` adds (its own calls only), on (B, V) float32 logits."""
+    from types import SimpleNamespace
+
+    from s1kit.budget.adapters.hf import HFBudgetForcing
+    from s1kit.budget.adapters.masking import MaskBuffers
+    from s1kit.budget.adapters.params import KEY, spec_to_params
+    from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor, BudgetRegistry
+    from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
+
+    steps, b = samples.shape
+    spec = BudgetSpec(**SPEC)
+    prompt = [1, 2, IM_START, 26865]
+    base = torch.randn(b, V, generator=torch.Generator().manual_seed(0))
+    logits = base.clone()
+    outputs: list[list[int]] = [[] for _ in range(b)]
+    total = 0.0
+    emitted = np.empty(b, np.int64)
+    if kind == "vllm":
+        proc = BudgetForcingLogitsProcessor(
+            SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=b)), torch.device("cpu"), False
+        )
+        params = SimpleNamespace(extra_args={KEY: spec_to_params(spec)})
+        added = [(i, params, prompt, outputs[i]) for i in range(b)]
+        proc.update_state(SimpleNamespace(batch_size=b, removed=[], added=added, moved=[]))
+    elif kind == "sglang":
+        sg = BudgetForcingLogitProcessor()
+        sg.registry = BudgetRegistry(capacity=b)
+        reqs = [SimpleNamespace(rid=str(i), origin_input_ids=prompt, output_ids=outputs[i]) for i in range(b)]
+        sg_params = [{KEY: spec_to_params(spec), "__req__": r} for r in reqs]
+    elif kind == "hf":
+        hf = HFBudgetForcing(spec)
+        ids = torch.tensor([prompt] * b)
+    else:  # core mask: the core's mask + advance calls alone
+        batch = BudgetBatch(b, max_rollback=0)
+        for i in range(b):
+            batch.insert(i, spec)
+            batch.process_prompt(i, prompt)
+        bufs = MaskBuffers(b, batch.ban_width)
+        rows = np.arange(b, dtype=np.int64)
+    for s in range(steps):
+        logits.copy_(base)
+        t0 = time.perf_counter()
+        if kind == "vllm":
+            proc.update_state(None)
+            out = proc.apply(logits)
+        elif kind == "sglang":
+            out = sg(logits, sg_params)
+        elif kind == "hf":
+            out = hf.processor(ids, logits)
+        else:
+            if s > 0:
+                batch.advance(emitted, rows)
+            bufs.run(batch, rows)
+            out = logits
+        total += time.perf_counter() - t0
+        if kind == "core mask":  # emit what the mask allows, without applying it to logits
+            f = bufs.force[:b]
+            emitted = np.where(f >= 0, f, samples[s])
+            continue
+        emitted = _fix_up(out, samples[s])
+        for i, t in enumerate(emitted.tolist()):
+            outputs[i].append(t)
+        if kind == "hf":
+            ids = torch.cat([ids, torch.from_numpy(emitted)[:, None]], 1)
+    return total / steps
+
+
 def best_of(fn, samples: np.ndarray, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(fn(samples) for _ in range(repeats)) * 1e6
 
@@ -132,6 +215,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600, help="decode steps per measurement")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--adapters", action="store_true", help="also measure the stack adapters")
+    ap.add_argument("--adapter-steps", type=int, default=60, help="decode steps per adapter measurement")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = {}
@@ -150,6 +235,27 @@ def main() -> None:
         typ = best_of(time_typical, py_steps, max(1, args.repeats // 2))
         results[b] = (core, ref, typ)
         print(f"| {b} | {core:.2f} | {ref:.1f} | {typ:.1f} | {ref / core:.0f}x | {typ / core:.0f}x |")
+    adapters: dict[str, dict[int, float]] = {}
+    if args.adapters:
+        print("\n# adapter cost per decode step on (B, 151936) float32 logits (µs; lower is better)\n")
+        kinds = ["core mask", "hf", "vllm", "sglang"]
+        print(
+            "| batch | "
+            + " | ".join(kinds)
+            + " | typical processor | "
+            + " | ".join(f"{k} vs typical" for k in kinds[1:])
+            + " |"
+        )
+        print("|---:|" + "---:|" * (2 * len(kinds)))
+        for b in (1, 64, 256):
+            samples = streams(args.adapter_steps, b)
+            row = {k: statistics.median(time_adapter(k, samples) for _ in range(3)) * 1e6 for k in kinds}
+            typ = results[b][2] if b in results else best_of(time_typical, samples, 2)
+            for k in kinds:
+                adapters.setdefault(k, {})[b] = row[k]
+            cells = " | ".join(f"{row[k]:.0f}" for k in kinds)
+            ratios = " | ".join(f"{row[k] / typ:.2f}x" for k in kinds[1:])
+            print(f"| {b} | {cells} | {typ:.0f} | {ratios} |")
     core, ref, typ = results[256]
     summary = {
         "core_us_b256": round(core, 3),
@@ -158,6 +264,7 @@ def main() -> None:
         "speedup_b256": round(ref / core, 1),
         "speedup_vs_typical_b256": round(typ / core, 1),
         **{f"core_us_b{b}": round(v[0], 3) for b, v in results.items()},
+        **{f"{k.replace(' ', '_')}_us_b{b}": round(v, 1) for k, d in adapters.items() for b, v in d.items()},
     }
     print()
     print(json.dumps(summary))

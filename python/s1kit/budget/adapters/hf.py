@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
+from s1kit.budget.adapters.masking import apply_mask
 from s1kit.budget.batch import Accounting, BudgetBatch, Phase
 from s1kit.budget.spec import BudgetSpec
 
@@ -60,6 +61,7 @@ class HFBudgetForcing:
         self._force = np.empty(b, np.int64)
         self._redirect = np.empty(b, np.int64)
         self._ban = np.empty((b, max(batch.ban_width, 1)), np.int32)
+        self._rows = np.arange(b, dtype=np.int64)
         return batch
 
     def _sync(self, input_ids_BL: torch.Tensor) -> BudgetBatch:
@@ -76,24 +78,8 @@ class HFBudgetForcing:
     def _apply(self, input_ids_BL: torch.Tensor, scores_BV: torch.Tensor) -> torch.Tensor:
         batch = self._sync(input_ids_BL)
         batch.mask(self._force, self._redirect, self._ban)
-        force = torch.from_numpy(self._force).to(scores_BV.device)
-        redirect = torch.from_numpy(self._redirect).to(scores_BV.device)
-        out = scores_BV.clone()
-        neg = torch.finfo(out.dtype).min
-        forced_rows = force >= 0
-        if bool(forced_rows.any()):
-            rows = forced_rows.nonzero().squeeze(1)
-            out[rows] = neg
-            out[rows, force[rows]] = 0.0
-        if bool((redirect >= 0).any()):
-            ban = torch.from_numpy(self._ban).to(scores_BV.device)
-            for i in (redirect >= 0).nonzero().squeeze(1).tolist():
-                banned = ban[i][ban[i] >= 0]
-                r = int(redirect[i])
-                pooled = torch.cat([scores_BV[i, r : r + 1], scores_BV[i, banned]])
-                out[i, banned] = neg
-                out[i, r] = torch.logsumexp(pooled.float(), 0).to(out.dtype)
-        return out
+        # Vectorized over rows (the same edit as the vLLM and SGLang adapters; see masking.py).
+        return apply_mask(scores_BV.clone(), self._rows, self._force, self._redirect, self._ban)
 
     def _done(self, input_ids_BL: torch.Tensor) -> torch.Tensor:
         batch = self._sync(input_ids_BL)

@@ -1,0 +1,176 @@
+"""Budget forcing inside SGLang: a ``CustomLogitProcessor``.
+
+Start the server with custom logit processors enabled, and send the processor and the spec with
+each request (SGLang ships the processor class as a serialized string)::
+
+    python -m sglang.launch_server --model-path MODEL --enable-custom-logit-processor
+
+    from s1kit.budget.adapters.params import KEY, spec_to_params
+    from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor
+    requests.post(url + "/generate", json={
+        "text": prompt,
+        "custom_logit_processor": BudgetForcingLogitProcessor.to_str(),
+        "sampling_params": {"custom_params": {KEY: spec_to_params(spec)}, ...},
+    })
+
+SGLang calls ``processor(logits, custom_param_list)`` with the logits rows of the requests that use
+the processor and one params dict per row; it adds ``"__req__"``, a weak proxy to the request
+(``rid``, ``origin_input_ids``, ``output_ids``). SGLang rebuilds processor instances whenever it
+rebuilds a batch, so the per-request state lives in one process-wide :class:`BudgetBatch` keyed by
+request id, not in the instance. Each call advances every row over the output tokens it gained
+since the last call, frees the slots of requests that died (their weak proxy is dead), and applies
+the core's mask mode (see :mod:`s1kit.budget`). Runs in the scheduler process (one per tensor-
+parallel rank, each with its own identical state).
+
+Shapes: ``B`` rows in the call, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from s1kit.budget.adapters.masking import MaskBuffers, apply_mask
+from s1kit.budget.adapters.params import KEY, spec_from_params
+from s1kit.budget.batch import BudgetBatch
+
+try:  # The adapter runs (and is tested) without SGLang; inside SGLang it is a real subclass.
+    from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor as _SglangProcessor
+except ImportError:  # pragma: no cover - depends on the environment
+    _SglangProcessor = object
+
+__all__ = ["KEY", "BudgetForcingLogitProcessor", "BudgetRegistry"]
+
+
+class BudgetRegistry:
+    """Per-request budget state for one process: a growing :class:`BudgetBatch` keyed by request id."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._batch = BudgetBatch(capacity, max_rollback=0)
+        self._slot: dict[str, int] = {}  # rid -> slot
+        self._req: dict[int, Any] = {}  # slot -> the request's weak proxy
+        self._fed: dict[int, int] = {}  # slot -> output tokens fed to the core
+        self._rid: dict[int, str] = {}  # slot -> rid
+        self._specs: dict[int, Any] = {}  # slot -> spec (to rebuild the batch when it grows)
+        self._buffers = MaskBuffers(capacity, 1)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def _grow(self) -> None:
+        old = self._batch
+        new = BudgetBatch(old.capacity * 2, max_rollback=0)
+        # Rebuild by replay: specs and tokens are known, so the new rows equal the old ones exactly.
+        for slot, req in self._req.items():
+            new.insert(slot, self._specs[slot])
+            new.process_prompt(slot, list(req.origin_input_ids))
+            out = list(req.output_ids)[: self._fed[slot]]
+            for t in out:
+                new.advance(np.asarray([t], np.int64), np.asarray([slot], np.int64))
+        self._batch = new
+
+    def _collect_dead(self) -> None:
+        for slot, req in list(self._req.items()):
+            try:
+                req.rid  # noqa: B018 - a dead weak proxy raises here
+            except ReferenceError:
+                self._free(slot)
+
+    def _free(self, slot: int) -> None:
+        self._batch.remove(slot)
+        del self._slot[self._rid.pop(slot)], self._req[slot], self._fed[slot], self._specs[slot]
+
+    def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
+        """Slot per row (-1: the row does not use budget forcing); admits new requests."""
+        slots = np.full(len(params_B), -1, np.int64)
+        for i, params in enumerate(params_B):
+            if not params or params.get(KEY) is None:
+                continue
+            req = params.get("__req__")
+            if req is None:
+                raise ValueError(
+                    "custom_params has no '__req__': this adapter needs SGLang's request reference "
+                    "(SGLang adds it for requests sent with a custom_logit_processor)"
+                )
+            rid = str(req.rid)
+            slot = self._slot.get(rid)
+            if slot is None:
+                slot = self._admit(rid, req, spec_from_params(params[KEY]))
+            slots[i] = slot
+        return slots
+
+    def _free_slot(self) -> int | None:
+        return next((s for s in range(self._batch.capacity) if s not in self._req), None)
+
+    def _admit(self, rid: str, req: Any, spec: Any) -> int:
+        slot = self._free_slot()
+        if slot is None:
+            self._collect_dead()
+            slot = self._free_slot()
+        if slot is None:
+            self._grow()
+            slot = self._free_slot()
+        assert slot is not None, "a grown batch has free slots"
+        self._batch.insert(slot, spec)
+        self._batch.process_prompt(slot, list(req.origin_input_ids))
+        self._slot[rid], self._rid[slot], self._req[slot] = slot, rid, req
+        self._fed[slot], self._specs[slot] = 0, spec
+        return slot
+
+    def feed(self, slots: np.ndarray) -> None:
+        """Advance the given slots over their new output tokens (one core call per position)."""
+        pending = [(int(s), self._req[int(s)].output_ids) for s in slots if s >= 0]
+        pending = [(s, out) for s, out in pending if len(out) > self._fed[s]]
+        while pending:
+            rows = np.fromiter((s for s, _ in pending), np.int64, len(pending))
+            toks = np.fromiter((out[self._fed[s]] for s, out in pending), np.int64, len(pending))
+            self._batch.advance(toks, rows)
+            for s, _ in pending:
+                self._fed[s] += 1
+            pending = [(s, out) for s, out in pending if len(out) > self._fed[s]]
+
+    def process(self, logits_BV: torch.Tensor, params_B: Sequence[dict[str, Any] | None]) -> torch.Tensor:
+        with self._lock:
+            slots = self.slots_for(params_B)
+            self.feed(slots)
+            used = slots >= 0
+            if not used.any():
+                return logits_BV
+            rows = np.nonzero(used)[0].astype(np.int64)
+            force, redirect, ban = self._buffers.run(self._batch, slots[used])
+            return apply_mask(logits_BV, rows, force, redirect, ban)
+
+    def row_state(self, rid: str) -> dict[str, int | bool] | None:
+        """The core's state of request ``rid`` (None when unknown or freed)."""
+        slot = self._slot.get(rid)
+        return None if slot is None else self._batch.row_state(slot)
+
+    def collect(self) -> None:
+        """Free the slots of requests that no longer exist (also done when the batch fills up)."""
+        with self._lock:
+            self._collect_dead()
+
+
+# One registry per process: SGLang creates processor instances freely, state must outlive them.
+REGISTRY = BudgetRegistry()
+
+
+class BudgetForcingLogitProcessor(_SglangProcessor):
+    """SGLang custom logit processor: per-request budget forcing (``custom_params["s1kit_budget"]``)."""
+
+    registry: BudgetRegistry = REGISTRY
+
+    def __call__(self, logits: torch.Tensor, custom_param_list: list[dict[str, Any]] | None = None) -> Any:
+        if not custom_param_list:
+            return logits
+        if len(custom_param_list) != logits.shape[0]:
+            raise ValueError(
+                f"got {logits.shape[0]} logits rows but {len(custom_param_list)} custom params: "
+                "speculative decoding (several rows per request) is not supported by this adapter"
+            )
+        return self.registry.process(logits, custom_param_list)
