@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "s1kit.train.cli",
     "generate": "s1kit.generate.cli",
     "eval": "s1kit.eval.cli",
+    "curate": "s1kit.curate.cli",
 }
 
 

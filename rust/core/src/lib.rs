@@ -6,6 +6,8 @@
 //!   made exact. One call per decode step advances a whole batch of rows, each with its own
 //!   [`budget::BudgetSpec`]: cap the thinking span and force the answer, or suppress an early end of
 //!   thinking and force "Wait" instead.
+//! - [`dedup`]: s1K-style curation kernels: s1-compatible normalisation, 8-gram decontamination,
+//!   exact and MinHash-LSH near-duplicate detection, union-find clusters, blocked all-pairs cosine.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod dedup;
 pub mod error;
 
 pub use error::{Error, Result};

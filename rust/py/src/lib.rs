@@ -5,6 +5,7 @@ use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 
 mod budget;
+mod dedup;
 
 /// Convert a core error into the Python exception that names the problem and the fix.
 pub(crate) fn to_py_err(e: s1kit_core::Error) -> PyErr {
@@ -21,5 +22,6 @@ pub(crate) fn to_py_err(e: s1kit_core::Error) -> PyErr {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     budget::register(m)?;
+    dedup::register(m)?;
     Ok(())
 }
