@@ -54,7 +54,11 @@ def counting(rng: random.Random, difficulty: int) -> Problem:
         count += ch == target
         steps.append(f"{ch} {count}")
     return Problem(
-        "counting", f"How many {target} in {word}?", ", ".join(steps) + f". So {count}.", str(count), difficulty
+        "counting",
+        f"How many {target} in {word}?",
+        ", ".join(steps) + f". So {count}.",
+        str(count),
+        difficulty,
     )
 
 
@@ -68,7 +72,9 @@ def sorting(rng: random.Random, difficulty: int) -> Problem:
         done.append(m)
         steps.append(f"take {m}, have {' '.join(map(str, done))}.")
     ans = " ".join(map(str, done))
-    return Problem("sorting", f"Sort {' '.join(map(str, xs))}.", " ".join(steps) + f" So {ans}.", ans, difficulty)
+    return Problem(
+        "sorting", f"Sort {' '.join(map(str, xs))}.", " ".join(steps) + f" So {ans}.", ans, difficulty
+    )
 
 
 def modular(rng: random.Random, difficulty: int) -> Problem:
