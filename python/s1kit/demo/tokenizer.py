@@ -1,9 +1,12 @@
 """A character-level tokenizer for the demo's tasks, with Qwen-style specials and chat template.
 
-Every character of the task alphabet is one token (``WordLevel`` over single characters), so the
-thinking budget counts characters of the trace and a forced "Wait" or "Final Answer:" spells itself out.
-The specials and the template match Qwen2.5's, which is what ``s1kit train`` and the budget core expect
-for the ``s1`` style (``<|im_start|>think`` / ``<|im_start|>answer``, ``<|im_end|>`` ends a turn).
+Every character of the task alphabet is one token, so the thinking budget counts characters of the
+trace and a forced "Wait" or "Final Answer:" spells itself out. It is Qwen2's own tokenizer layout
+(byte-level BPE) with no merges: a model folder whose ``config.json`` says ``qwen2`` makes transformers
+load its tokenizer as ``Qwen2Tokenizer``, which imposes Qwen's byte-level pre-tokenizer, so a tokenizer of
+another kind would silently lose its spaces and newlines there. The specials and the template match
+Qwen2.5's, which is what ``s1kit train`` and the budget core expect for the ``s1`` style
+(``<|im_start|>think`` / ``<|im_start|>answer``, ``<|im_end|>`` ends a turn).
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ TEMPLATE_WORDS = "system user assistant think answer Final Answer: Wait, \n"
 
 def build_char_tokenizer(texts: Iterable[str]) -> Any:
     """A ``PreTrainedTokenizerFast`` with one token per character seen in ``texts`` (plus the template's)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(unk_token="<|endoftext|>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     alphabet = sorted(set("".join(texts)) | set(TEMPLATE_WORDS))
-    trainer = trainers.WordLevelTrainer(special_tokens=SPECIALS, show_progress=False)
-    tok.train_from_iterator(alphabet, trainer)
+    symbols = sorted({sym for ch in alphabet for sym in byte_level.pre_tokenize_str(ch)[0][0]})
+    vocab = {t: i for i, t in enumerate([*SPECIALS, *symbols])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIALS)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
