@@ -297,7 +297,7 @@ class Demo:
         shutil.rmtree(self.out / "eval", ignore_errors=True)
         s = self.size
         longest = max(len(r["trace"]) for r in _read_jsonl(self.out / "curate" / "selected.jsonl"))
-        max_new = max(max(s.budgets), 2 * longest) + 32
+        max_new = max(max(s.budgets), longest) + 64  # room for the answer after the longest trace
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, min(threads, self.nproc)))
         try:
