@@ -111,3 +111,41 @@ def test_missing_fields_are_named(tmp_path: Path) -> None:
         load_task("gpqa", path=gp)
     with pytest.raises(ValueError, match="no loader"):
         load_task("math", path=bad)
+
+
+# ------------------------------------------------------------------------------------ tasks from a file
+
+
+def test_file_task_loads_rows_and_grades_exactly(tmp_path: Path) -> None:
+    from s1kit.eval.tasks import is_task_file, load_file_task
+
+    path = tmp_path / "sorting.jsonl"
+    path.write_text(
+        '{"question": "Sort 3 1 2.", "answer": "1 2 3"}\n{"problem": "Sort 2 1.", "answer": "1 2"}\n'
+    )
+    assert is_task_file(str(path)) and is_task_file(f"mine={path}") and not is_task_file("aime24")
+    rows = load_file_task(str(path), grading="exact")
+    assert [(p.task, p.id, p.question, p.answer, p.grade_mode) for p in rows] == [
+        ("sorting", "0", "Sort 3 1 2.", "1 2 3", "exact"),
+        ("sorting", "1", "Sort 2 1.", "1 2", "exact"),
+    ]
+    assert load_file_task(f"mine={path}", limit=1)[0].task == "mine"
+    pred = extract_answer("<|im_start|>answer\nFinal Answer: 1  2 3.", "exact")
+    assert is_equivalent(pred, "1 2 3", "exact")
+    # math-verify would read both as the product 6; exact grading does not.
+    assert not is_equivalent("1 3 2", "1 2 3", "exact")
+
+
+def test_file_task_errors_name_the_problem(tmp_path: Path) -> None:
+    from s1kit.eval.tasks import load_file_task
+
+    with pytest.raises(DataError, match="does not exist"):
+        load_file_task(str(tmp_path / "missing.jsonl"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    with pytest.raises(DataError, match="no answer field"):
+        load_file_task(str(bad))
+    with pytest.raises(ValueError, match="built-in task"):
+        load_file_task(f"aime24={bad}")
+    with pytest.raises(ValueError, match="grading"):
+        load_file_task(str(bad), grading="fuzzy")

@@ -48,7 +48,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (rerun into it to resume)")
     p.add_argument(
-        "--tasks", type=_names, default=["aime24", "math500"], help="aime24,aime25,amc23,math500,gpqa"
+        "--tasks",
+        type=_names,
+        default=["aime24", "math500"],
+        help="aime24,aime25,amc23,math500,gpqa, or a file of your own (PATH.jsonl or NAME=PATH; rows with "
+        "question and answer fields, graded by --task-grading)",
+    )
+    p.add_argument(
+        "--task-grading",
+        choices=["math", "exact"],
+        default="math",
+        help="grading of tasks read from a file: math (math-verify) or exact (same text up to whitespace)",
     )
     p.add_argument("--methods", type=_names, default=["budget_forcing"], help="comma-separated method names")
     p.add_argument("--budgets", type=_ints, default=(512, 1024, 2048), help="thinking-token budgets")
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from s1kit.eval.runner import EvalRunner, RunConfig
-    from s1kit.eval.tasks import load_task
+    from s1kit.eval.tasks import is_task_file, load_file_task, load_task
     from s1kit.generate import Engine
 
     methods = check_methods(args.methods)
@@ -140,19 +150,22 @@ def run(args: argparse.Namespace) -> int:
         sample_temperature=args.sample_temperature,
         max_answer_tokens=args.max_answer_tokens,
     )
-    problems: dict[str, Sequence[Problem]] = {
-        t: load_task(
-            t,
-            data_dir=args.data_dir,
-            path=args.gpqa_path if t == "gpqa" else None,
-            limit=args.limit,
-            seed=args.seed,
-        )
-        for t in args.tasks
-    }
+    problems: dict[str, Sequence[Problem]] = {}
+    for t in args.tasks:
+        if is_task_file(t):
+            rows = load_file_task(t, grading=args.task_grading, limit=args.limit)
+            problems[rows[0].task] = rows
+        else:
+            problems[t] = load_task(
+                t,
+                data_dir=args.data_dir,
+                path=args.gpqa_path if t == "gpqa" else None,
+                limit=args.limit,
+                seed=args.seed,
+            )
     record = {
         "model": str(Path(args.model).resolve()),
-        "tasks": list(args.tasks),
+        "tasks": list(problems),
         "methods": methods,
         "seed": args.seed,
         "style": args.style,

@@ -26,7 +26,10 @@ from collections.abc import Sequence
 
 from s1kit.eval.grading_pool import GradeResult, GradingPool
 
-TASKS: tuple[str, ...] = ("aime24", "aime25", "amc23", "math500", "gpqa", "math")
+TASKS: tuple[str, ...] = ("aime24", "aime25", "amc23", "math500", "gpqa", "math", "exact")
+# Grading modes that are not benchmarks: ``math`` (math-verify) and ``exact`` (the same text, up to
+# whitespace and a trailing period; for answers such as "1 2 5 9" that math-verify would read as a product).
+GRADING_MODES: tuple[str, ...] = ("math", "exact")
 INTEGER_TASKS = frozenset({"aime24", "aime25"})
 CHOICE_TASKS = frozenset({"gpqa"})
 
@@ -257,6 +260,8 @@ def _fast_path(prediction: str | None, gold: str, task: str) -> bool | None:
     """The verdict when it needs no math-verify (``None`` otherwise)."""
     if prediction is None:
         return False
+    if task == "exact":
+        return _plain_text(prediction) == _plain_text(gold)
     if task in CHOICE_TASKS:
         letter = _choice_letter(prediction)
         gold_letter = _choice_letter(gold)
@@ -306,7 +311,7 @@ _SHARED_POOL_LOCK = threading.Lock()
 def is_equivalent(prediction: str | None, gold: str, task: str, *, timeout_s: float = 5.0) -> bool:
     """Whether ``prediction`` (an extracted answer, or ``None``) matches ``gold`` for ``task``.
 
-    AIME: equal integers. GPQA: equal letters. AMC23: equal integers when both are, else math. MATH500
+    AIME: equal integers. GPQA: equal letters. ``exact``: the same text up to whitespace. AMC23: equal integers when both are, else math. MATH500
     and ``math``: math-verify. In the main thread math-verify's own limits apply in-process; from any
     other thread (where signals cannot be used) the comparison runs in a shared one-worker
     :class:`GradingPool` with a hard limit of ``timeout_s``. A time-out grades as not equivalent.

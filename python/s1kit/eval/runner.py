@@ -233,6 +233,7 @@ class EvalRunner:
         key, _ = generation_key(s, job.index)
         return {
             "task": job.problem.task,
+            "grading": job.problem.grade_mode,
             "method": s.method,
             "key": key,
             "label": s.label if s.method != "majority_voting" else "votes",
@@ -242,7 +243,7 @@ class EvalRunner:
             "prompt": job.prompt,
             "prompt_tokens": len(job.prompt_ids),
             "generation": result.text,
-            "extracted": extract_answer(result.text, job.problem.task),
+            "extracted": extract_answer(result.text, job.problem.grade_mode),
             "gold": job.problem.answer,
             "correct": False,
             "grading_timed_out": False,
@@ -301,7 +302,7 @@ class EvalRunner:
             self._record(j, by_id[req.request_id], req.sampling.seed)
             for j, req in zip(chunk, requests, strict=True)
         ]
-        graded = pool.grade([(r["extracted"], r["gold"], r["task"]) for r in records])
+        graded = pool.grade([(r["extracted"], r["gold"], r["grading"]) for r in records])
         for rec, g in zip(records, graded, strict=True):
             rec["correct"] = g.correct
             rec["grading_timed_out"] = g.timed_out

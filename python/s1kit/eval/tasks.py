@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from s1kit.errors import DataError
-from s1kit.eval.grading import CHOICE_TASKS, TASKS
+from s1kit.eval.grading import CHOICE_TASKS, GRADING_MODES, TASKS
 
-# Tasks with a loader (``math`` is a grading mode only).
-LOADABLE_TASKS: tuple[str, ...] = tuple(t for t in TASKS if t != "math")
+# Tasks with a loader (``math`` and ``exact`` are grading modes only; any other task comes from a file,
+# see :func:`load_file_task`).
+LOADABLE_TASKS: tuple[str, ...] = tuple(t for t in TASKS if t not in GRADING_MODES)
+FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
 
 # Hub sources, tried only when no local file exists: (repo id, file in the repo). Not exercised by the
 # tests (no network there); a different mirror can always be given as a local file.
@@ -63,6 +65,12 @@ class Problem:
     solution: str = ""
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    grading: str = ""
+    """How answers are extracted and graded (a benchmark name, ``math`` or ``exact``); empty: ``task``."""
+
+    @property
+    def grade_mode(self) -> str:
+        return self.grading or self.task
 
     @property
     def prompt(self) -> str:
@@ -217,4 +225,56 @@ def load_task(
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         raise DataError(f"{file}: problem ids are not unique; results could not be resumed reliably")
+    return problems
+
+
+def is_task_file(spec: str) -> bool:
+    """Whether a ``--tasks`` entry names a local file (``NAME=PATH`` or a path with a known suffix)."""
+    return "=" in spec or Path(spec).suffix.lower() in FILE_SUFFIXES
+
+
+def load_file_task(spec: str, *, grading: str = "math", limit: int | None = None) -> list[Problem]:
+    """A task of your own from a local file: ``PATH`` (the task is named by the file stem) or ``NAME=PATH``.
+
+    Each row needs a question (``problem``/``question``) and an answer (``answer``/``final_answer``); an
+    ``id`` column is used when present, else the row number. Answers are graded with ``grading``:
+    ``math`` (math-verify equivalence) or ``exact`` (the same text up to whitespace).
+    """
+    if grading not in GRADING_MODES:
+        raise ValueError(f"grading={grading!r}: use one of {', '.join(GRADING_MODES)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit} must be >= 1 or None")
+    name, sep, file_text = spec.partition("=")
+    path = Path(file_text if sep else spec)
+    name = name if sep else path.stem
+    if not name or "/" in name or name in TASKS:
+        raise ValueError(
+            f"task file {spec!r}: the task name {name!r} must be a plain word and not a built-in task; "
+            "use NAME=PATH"
+        )
+    if not path.is_file():
+        raise DataError(f"task {name}: file {path} does not exist")
+    rows = _read_rows(path)
+    if not rows:
+        raise DataError(f"{path} holds no rows for task {name}")
+    problems: list[Problem] = []
+    for i, row in enumerate(rows[:limit] if limit else rows):
+        where = f"{path}:{i + 1}"
+        qf, question = _pick(row, _QUESTION_FIELDS, "question", where)
+        af, answer = _pick(row, _ANSWER_FIELDS, "answer", where)
+        pid = next((str(row[k]) for k in _ID_FIELDS if k in row and row[k] not in (None, "")), str(i))
+        problems.append(
+            Problem(
+                task=name,
+                id=pid,
+                question=str(question).strip(),
+                answer=_canonical_answer(name, answer),
+                source=f"{path} (question: {qf}, answer: {af})",
+                meta={k: row[k] for k in ("domain", "difficulty") if k in row},
+                grading=grading,
+            )
+        )
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: problem ids are not unique; results could not be resumed reliably")
     return problems
