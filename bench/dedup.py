@@ -365,29 +365,31 @@ def main() -> int:
     ap.add_argument("--embed-rows", type=int, default=59_000)
     ap.add_argument("--skip-real", action="store_true", help="skip the real pool in ../shared/data")
     ap.add_argument("--skip-embed", action="store_true", help="skip the embedding all-pairs part")
+    ap.add_argument("--only-embed", action="store_true", help="run only the embedding all-pairs part")
     args = ap.parse_args()
     load0 = os.getloadavg()
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        corpus = make_corpus(args.docs, args.evals)
-        words = np.mean([len(d.split()) for d in corpus["docs"]])
-        print(
-            f"synthetic corpus: {len(corpus['docs'])} docs, {words:.1f} words/doc, "
-            f"{len(corpus['contaminated'])} planted contaminations ({time.perf_counter() - t0:.1f}s)",
-            flush=True,
-        )
-        path = str(Path(tmp) / "synthetic.pkl")
-        with open(path, "wb") as fh:
-            pickle.dump({"docs": corpus["docs"], "decontam": (corpus["docs"], corpus["evals"])}, fh)
-        synth = run_text_suite(f"synthetic {len(corpus['docs']) // 1000}K", corpus, path, rows)
+        synth = None
+        if not args.only_embed:
+            t0 = time.perf_counter()
+            corpus = make_corpus(args.docs, args.evals)
+            words = np.mean([len(d.split()) for d in corpus["docs"]])
+            print(
+                f"synthetic corpus: {len(corpus['docs'])} docs, {words:.1f} words/doc, "
+                f"{len(corpus['contaminated'])} planted contaminations ({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
+            path = str(Path(tmp) / "synthetic.pkl")
+            with open(path, "wb") as fh:
+                pickle.dump({"docs": corpus["docs"], "decontam": (corpus["docs"], corpus["evals"])}, fh)
+            synth = run_text_suite(f"synthetic {len(corpus['docs']) // 1000}K", corpus, path, rows)
 
-        if not args.skip_real and (real := load_real_pool()) is not None:
-            rpath = str(Path(tmp) / "real.pkl")
-            with open(rpath, "wb") as fh:
-                pickle.dump({"docs": real["docs"], "decontam": (real["docs"], real["evals"])}, fh)
-            run_text_suite(f"real pool ({len(real['docs'])})", real, rpath, rows)
-
+            if not args.skip_real and (real := load_real_pool()) is not None:
+                rpath = str(Path(tmp) / "real.pkl")
+                with open(rpath, "wb") as fh:
+                    pickle.dump({"docs": real["docs"], "decontam": (real["docs"], real["evals"])}, fh)
+                run_text_suite(f"real pool ({len(real['docs'])})", real, rpath, rows)
         rs_s, np_s = (float("nan"),) * 2 if args.skip_embed else run_embed_suite(args.embed_rows, tmp, rows)
 
     load1 = os.getloadavg()
@@ -400,13 +402,17 @@ def main() -> int:
     print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    summary = {
-        "decontam_speedup": round(synth["decontam_speedup"], 2),
-        "neardup_speedup_vs_datasketch": round(synth["neardup_speedup_vs_datasketch"], 2),
-        "neardup_precision": round(synth["neardup_precision"], 4),
-        "neardup_recall": round(synth["neardup_recall"], 4),
-        "datasketch_precision": round(synth["datasketch_precision"], 4),
-        "datasketch_recall": round(synth["datasketch_recall"], 4),
+    summary = {}
+    if synth is not None:
+        summary = {
+            "decontam_speedup": round(synth["decontam_speedup"], 2),
+            "neardup_speedup_vs_datasketch": round(synth["neardup_speedup_vs_datasketch"], 2),
+            "neardup_precision": round(synth["neardup_precision"], 4),
+            "neardup_recall": round(synth["neardup_recall"], 4),
+            "datasketch_precision": round(synth["datasketch_precision"], 4),
+            "datasketch_recall": round(synth["datasketch_recall"], 4),
+        }
+    summary |= {
         "embed_allpairs_s": round(rs_s, 2),
         "embed_speedup_vs_numpy": round(np_s / rs_s, 2),
         "load_avg_start": round(load0[0], 2),
