@@ -241,7 +241,7 @@ impl BudgetBatch {
         for (i, (&tok, o)) in sampled.iter().zip(out.iter_mut()).enumerate() {
             let slot = rows.map_or(i, |r| r[i] as usize);
             *o = match &mut self.slots[slot] {
-                Some(row) if row.state.plan(&row.spec) != Plan::Idle => {
+                Some(row) if row.state.is_active() => {
                     Self::push_history(row, max_rollback);
                     row.state.step(&row.spec, tok)
                 }
@@ -316,7 +316,7 @@ impl BudgetBatch {
         for (i, &tok) in emitted.iter().enumerate() {
             let slot = rows.map_or(i, |r| r[i] as usize);
             if let Some(row) = &mut self.slots[slot] {
-                if row.state.plan(&row.spec) != Plan::Idle {
+                if row.state.is_active() {
                     Self::push_history(row, max_rollback);
                     row.state.advance(&row.spec, tok);
                 }

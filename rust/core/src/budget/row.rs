@@ -175,6 +175,13 @@ impl RowState {
         self.extensions_used % c.spec().extensions.len() as u32
     }
 
+    /// Whether a step can change this row (it is not done, in error or empty). Equivalent to
+    /// `plan(c) != Plan::Idle`, without computing the plan.
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        !matches!(self.phase, Phase::Done | Phase::Error | Phase::Empty)
+    }
+
     /// What this row requires this step, before the model's token is known.
     pub fn plan(&self, c: &CompiledSpec) -> Plan {
         match self.phase {
