@@ -8,6 +8,7 @@ the character tokenizer (:mod:`s1kit.demo.tokenizer`) and the report page that p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -40,37 +41,25 @@ class DemoSize:
     extensions: tuple[int, ...]
 
 
+FULL = DemoSize(
+    pool=4000,
+    test=120,
+    k=1200,
+    max_difficulty=3,
+    hidden=128,
+    layers=3,
+    heads=4,
+    epochs=10,
+    global_batch=16,
+    block=1024,
+    lr=5e-3,
+    budgets=(8, 32, 64, 128, 160),
+    extensions=(0, 1, 2),
+)
+# The test suite's setting: the same model and training, a smaller pool, test set and sweep.
 SIZES: dict[str, DemoSize] = {
-    "full": DemoSize(
-        pool=4000,
-        test=120,
-        k=1200,
-        max_difficulty=3,
-        hidden=128,
-        layers=3,
-        heads=4,
-        epochs=10,
-        global_batch=16,
-        block=1024,
-        lr=5e-3,
-        budgets=(8, 32, 64, 128, 160),
-        extensions=(0, 1, 2),
-    ),
-    "small": DemoSize(
-        pool=2400,
-        test=64,
-        k=800,
-        max_difficulty=3,
-        hidden=128,
-        layers=3,
-        heads=4,
-        epochs=10,
-        global_batch=16,
-        block=1024,
-        lr=5e-3,
-        budgets=(8, 64, 160),
-        extensions=(0, 1),
-    ),
+    "full": FULL,
+    "small": dataclasses.replace(FULL, pool=2400, test=64, k=800, budgets=(8, 64, 160), extensions=(0, 1)),
 }
 
 
