@@ -4,7 +4,8 @@ use proptest::prelude::*;
 use s1kit_core::dedup::cosine::cosine_pairs;
 use s1kit_core::dedup::lsh::{near_duplicates, NearDupParams};
 use s1kit_core::dedup::minhash::{estimate_jaccard, jaccard_sorted, MinHasher};
-use s1kit_core::dedup::ngram::{shingle_hashes, NgramIndex};
+use s1kit_core::dedup::ngram::{hash_shingle, hash_word, shingle_hashes, NgramIndex};
+use s1kit_core::dedup::normalize::{lowercase, words};
 use s1kit_core::dedup::union_find::{clusters, keepers};
 
 fn sorted_set(v: &[u64]) -> Vec<u64> {
@@ -34,8 +35,48 @@ fn naive_roots(n: usize, edges: &[(u32, u32)]) -> Vec<u32> {
     }
 }
 
+/// Shingle hashes the slow, obvious way: lowercase the whole text, split, hash each window.
+fn naive_shingles(text: &str, n: usize) -> Vec<u64> {
+    let lower = lowercase(text);
+    let w: Vec<u64> = words(&lower).map(hash_word).collect();
+    match w.len() {
+        0 => Vec::new(),
+        k if k < n => vec![hash_shingle(&w)],
+        _ => w.windows(n).map(hash_shingle).collect(),
+    }
+}
+
+/// Characters that exercise every path of the word splitter: ASCII letters of both cases and
+/// punctuation, ASCII and Unicode whitespace (Python's set, and U+200B which is not in it), letters
+/// whose lowercase changes length ('İ'), and capital sigma (context-dependent lowercase).
+const ALPHABET: &[char] = &[
+    'a', 'B', 'z', 'Z', '@', '[', '`', '{', '0', ' ', '\t', '\n', '\x0b', '\x1c', '\u{85}',
+    '\u{a0}', '\u{2009}', '\u{3000}', '\u{200b}', 'É', 'ß', 'İ', 'Σ', 'σ', 'ς', 'Ω', '中',
+];
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The splitter's fast paths (ASCII words hashed in place) give the naive result on any text.
+    #[test]
+    fn shingle_hashes_match_the_naive_definition(
+        parts in proptest::collection::vec((0..ALPHABET.len(), 0usize..20, any::<u8>()), 0..40),
+        n in 1usize..6
+    ) {
+        // Each part: one alphabet character, then an ASCII run of 0-19 mixed-case letters and digits
+        // (long runs cross the splitter's 8-byte blocks at every offset).
+        let text: String = parts
+            .iter()
+            .flat_map(|&(i, run, seed)| {
+                std::iter::once(ALPHABET[i]).chain((0..run).map(move |k| {
+                    char::from(b"aBcDeFgHiJkLmNoPqRsTuVwXyZ0189"[(usize::from(seed) + k * 7) % 30])
+                }))
+            })
+            .collect();
+        prop_assert_eq!(shingle_hashes(&text, n).unwrap(), naive_shingles(&text, n));
+        let no_sigma = text.replace('Σ', "S");
+        prop_assert_eq!(shingle_hashes(&no_sigma, n).unwrap(), naive_shingles(&no_sigma, n));
+    }
 
     /// The MinHash estimate stays within 5 standard errors (plus one position) of the exact Jaccard.
     #[test]

@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rayon::prelude::*;
 
-use super::normalize::{for_each_word, lowercase, words};
+use super::normalize::{for_each_word, is_py_whitespace, lowercase, words};
 use crate::{Error, Result};
 
 /// Default shingle width, as in s1's 8-gram decontamination.
@@ -65,6 +65,157 @@ pub fn hash_word_bytes(bytes: &[u8]) -> u64 {
     fmix64(h)
 }
 
+/// Python whitespace among the ASCII bytes (`\t..\r`, `\x1c..\x1f`, space) as a bit mask.
+const ASCII_WS: u64 = 0b1_1111_0000_0000_0000_0011_1110_0000_0000;
+
+#[inline]
+fn is_ascii_ws(b: u8) -> bool {
+    b <= b' ' && (ASCII_WS >> b) & 1 == 1
+}
+
+/// Eight ASCII bytes lowercased at once: every byte is below 0x80, so the per-byte additions below
+/// never carry into the next byte; bit 7 of each sum says whether the byte is `>= 'A'` or `> 'Z'`.
+#[inline]
+fn ascii_lower8(v: u64) -> u64 {
+    let ge_a = v.wrapping_add(ONES * (0x80 - u64::from(b'A')));
+    let gt_z = v.wrapping_add(ONES * (0x7f - u64::from(b'Z')));
+    v | (((ge_a & !gt_z) & (ONES * 0x80)) >> 2)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The little-endian `u64` of `bytes[at..at + len]` (`len <= 8`) padded with zero bytes. Reads eight
+/// bytes and masks when they are in bounds (no copy through memory), else byte by byte.
+#[inline]
+fn load_padded(bytes: &[u8], at: usize, len: usize) -> u64 {
+    debug_assert!(len <= 8);
+    if let Some(c) = bytes.get(at..at + 8) {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        return if len == 8 {
+            v
+        } else {
+            v & ((1u64 << (8 * len)) - 1)
+        };
+    }
+    bytes[at..at + len]
+        .iter()
+        .rev()
+        .fold(0u64, |v, &b| (v << 8) | u64::from(b))
+}
+
+/// [`hash_word_bytes`] of the lowercase of the ASCII word `bytes[start..end]`, without building it.
+#[inline]
+fn hash_ascii_word_lower(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let mut h = K0 ^ (len as u64).wrapping_mul(K1);
+    let mut at = start;
+    while at + 8 <= end {
+        let v = ascii_lower8(load_padded(bytes, at, 8));
+        h = (h ^ v).wrapping_mul(K1).rotate_left(29);
+        at += 8;
+    }
+    if at < end {
+        let v = ascii_lower8(load_padded(bytes, at, end - at));
+        h = (h ^ v).wrapping_mul(K1).rotate_left(29);
+    }
+    fmix64(h)
+}
+
+/// The first index `j >= i` with `bytes[j] <= b' '` or `bytes[j] >= 0x80` (whitespace candidates and
+/// non-ASCII), or `bytes.len()`; eight bytes at a time. Per 8-byte word, `(x - 0x21..) & !x & 0x80..`
+/// flags bytes below 0x21; a borrow can only flag bytes above a truly flagged one, so the lowest flag
+/// (the one taken) is exact.
+#[inline]
+fn next_special(bytes: &[u8], mut i: usize) -> usize {
+    let n = bytes.len();
+    while i + 8 <= n {
+        let x = load_padded(bytes, i, 8);
+        let m = (x.wrapping_sub(ONES * 0x21) & !x | x) & (ONES * 0x80);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && bytes[i] > b' ' && bytes[i] < 0x80 {
+        i += 1;
+    }
+    i
+}
+
+/// The byte length of the Python whitespace character at `bytes[i]` (a char boundary of `text`), or 0.
+#[inline]
+fn ws_len_at(text: &str, i: usize) -> usize {
+    let b = text.as_bytes()[i];
+    if b < 0x80 {
+        return usize::from(is_ascii_ws(b));
+    }
+    let c = text[i..].chars().next().expect("i is on a char boundary");
+    if is_py_whitespace(c) {
+        c.len_utf8()
+    } else {
+        0
+    }
+}
+
+/// Append [`hash_word_bytes`] of every word of `text.lower().split()` to `out`, in order, building
+/// nothing for all-ASCII words (nearly every word of a math pool, whatever whitespace separates them):
+/// they are hashed straight from `text`, lowercased eight bytes at a time. Words with other
+/// characters are lowercased into a buffer as [`for_each_word`] does. A capital sigma (whose
+/// lowercase depends on its neighbours) sends the whole text to [`for_each_word`]'s exact path.
+pub(crate) fn word_hashes_into(text: &str, out: &mut Vec<u64>) {
+    let first = out.len();
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let mut word: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let ws = ws_len_at(text, i);
+        if ws > 0 {
+            i += ws;
+            continue;
+        }
+        let start = i;
+        let mut ascii_word = true;
+        while i < n {
+            i = next_special(bytes, i);
+            if i == n {
+                break;
+            }
+            let b = bytes[i];
+            if b < 0x80 {
+                if is_ascii_ws(b) {
+                    break;
+                }
+                i += 1;
+            } else {
+                let c = text[i..].chars().next().expect("i is on a char boundary");
+                if is_py_whitespace(c) {
+                    break;
+                }
+                if c == 'Σ' {
+                    out.truncate(first);
+                    for_each_word(text, |w| out.push(hash_word_bytes(w)));
+                    return;
+                }
+                ascii_word = false;
+                i += c.len_utf8();
+            }
+        }
+        if ascii_word {
+            out.push(hash_ascii_word_lower(bytes, start, i));
+        } else {
+            word.clear();
+            let mut buf = [0u8; 4];
+            for c in text[start..i].chars() {
+                for l in c.to_lowercase() {
+                    word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+            out.push(hash_word_bytes(&word));
+        }
+    }
+}
+
 /// Base of the polynomial shingle hash (odd, so multiplication by it is a bijection of `u64`).
 const POLY_BASE: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -92,7 +243,7 @@ pub(crate) fn shingle_hashes_into(
     out: &mut Vec<u64>,
 ) {
     words_buf.clear();
-    for_each_word(text, |w| words_buf.push(hash_word_bytes(w)));
+    word_hashes_into(text, words_buf);
     let wh = &words_buf[..];
     if wh.is_empty() {
         return;
@@ -365,5 +516,36 @@ mod tests {
             ]
         );
         assert!(idx.decontaminate(&docs, 0).is_err());
+    }
+
+    #[test]
+    fn ascii_fast_path_hashes_the_lowercased_words() {
+        // Every ASCII byte, Python's ASCII whitespace included, in words of every chunk length.
+        let all: String = (0u8..128).map(char::from).collect();
+        let texts = [
+            all.clone(),
+            all.to_uppercase(),
+            "Hello  WORLD\x1c\x1dA\x0bb\x0cC\rD\te @[`{ AZaz AbCdEfGhIjKlMnOpQrStUvWxYz".into(),
+            " \t\n ".into(),
+            String::new(),
+        ];
+        for t in &texts {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            word_hashes_into(t, &mut fast);
+            for_each_word(t, |w| slow.push(hash_word_bytes(w)));
+            assert_eq!(fast, slow, "{t:?}");
+            let py: Vec<u64> = lowercase(t)
+                .split(is_py_whitespace)
+                .filter(|w| !w.is_empty())
+                .map(hash_word)
+                .collect();
+            assert_eq!(fast, py, "{t:?}");
+        }
+        for b in 0u8..128 {
+            assert_eq!(is_ascii_ws(b), is_py_whitespace(char::from(b)));
+            let v = u64::from(b) * 0x0101_0101_0101_0101;
+            let l = u64::from(b.to_ascii_lowercase()) * 0x0101_0101_0101_0101;
+            assert_eq!(ascii_lower8(v), l, "{b}");
+        }
     }
 }
