@@ -168,6 +168,7 @@ class Engine:
         )
         self.compile_budget = compile_budget
         self._tensor_budget: TensorBudget | None = None
+        self._tensor_budget_compiled = False
 
     def _check_loop_args(self) -> None:
         if self.budget_path not in BUDGET_PATHS:
@@ -186,7 +187,7 @@ class Engine:
         """Load ``batch``'s rows into the device budget, reusing its buffers (and graphs) if they fit."""
         tb, tables = self._tensor_budget, batch.tables()
         need = TableSizes.of(tables)
-        if tb is not None and tb.sizes.fits(need):
+        if tb is not None and tb.sizes.fits(need) and self._tensor_budget_compiled == self.compile_budget:
             tb.load(batch, tables)
             return
         reserve = TENSOR_BUDGET_RESERVE.union(TableSizes(vocab=self.model.args.vocab_size))
@@ -194,6 +195,7 @@ class Engine:
             reserve = reserve.union(tb.sizes)
         tb = TensorBudget.from_batch(batch, self.device, reserve=reserve, compile=self.compile_budget)
         self._tensor_budget = tb
+        self._tensor_budget_compiled = self.compile_budget
         self.step.set_budget(tb)
 
     @classmethod
@@ -598,15 +600,17 @@ class _Run:
     def budget_override(self, start: int, sampled: np.ndarray) -> np.ndarray:
         """(sampled tokens of slots ``start..``) -> per row the forced token, or -1.
 
-        The budget's only hook into the loop. It runs on the host (the Rust core); the device applies
-        its result with :func:`~s1kit.generate.step.apply_budget_override`. An in-graph automaton
-        would replace this function and that override input, nothing else.
+        The budget's hook into the host loop and into prefills (both paths): it runs on the host (the
+        Rust core); the device applies its result with
+        :func:`~s1kit.generate.step.apply_budget_override`. In run-ahead windows the device budget
+        steps in the graph instead and this function is not called.
         """
         k = len(sampled)
         out = self.out_N[:k]
         out.fill(-1)
         if self.tb_live:
-            # The device budget already stepped: ``sampled`` holds the emitted tokens.
+            # Only reached by a prefill of rows without a budget (inserting one syncs the device
+            # budget back first): nothing to force.
             return out
         if self.n_budget:
             # The budget core sees every sampled token; slots without a budget answer -1.
