@@ -13,6 +13,7 @@ import torch
 
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
+from s1kit.generate.step import COUNTER, DONE, POS
 from tests.unit.tiny_lm import favour_token, tiny_hf_model, tiny_tokenizer
 
 QUESTIONS = [
@@ -194,3 +195,36 @@ def test_sync_every_is_checked(setup):
     eng.sync_every = 32  # a longer window than the ring: the ring grows at the next call
     eng.generate([Request([5, 6, 7], SamplingParams(max_new_tokens=40))])
     assert eng.step.ring == 32
+
+
+def test_a_row_that_ends_is_frozen_on_the_device(setup):
+    """A row that emits an EOS id early in a window stops advancing on the device: its count, position
+    and done flag stay where it ended and its later ring entries are -1 (it writes no K/V beyond its
+    last position), while the window runs to its end for the row that continues."""
+    tok, hf, prompts, _, _ = setup
+    frees = Engine(hf, tok, max_batch=8, max_len=256, eos_token_ids=[]).generate(
+        [Request(p, SamplingParams(max_new_tokens=30)) for p in prompts]
+    )
+    free = frees[1]
+    eos = free.token_ids[4]
+    end = free.token_ids.index(eos)  # the first generated token equal to it
+    other = next(p for p, r in zip(prompts, frees, strict=True) if eos not in r.token_ids[:17])
+    eng = Engine(hf, tok, max_batch=2, max_len=256, eos_token_ids=[eos], budget_path="tensor", sync_every=16)
+    ended, longer = eng.generate(
+        [
+            Request(prompts[1], SamplingParams(max_new_tokens=30)),
+            Request(other, SamplingParams(max_new_tokens=17)),
+        ]
+    )
+    assert ended.finish_reason == "eos" and ended.token_ids == free.token_ids[: end + 1]
+    assert 0 < end < 16 and len(longer.token_ids) == 17
+    # One window of 16 steps after the prefill; slot 0 holds the row that ended (tokens 2..end+1 came
+    # from window steps 0..end-1).
+    step = eng.step
+    assert (step.windows, step.steps_run) == (1, 16)
+    io = step.in_5N
+    assert int(io[COUNTER, 0]) == end + 1 and int(io[DONE, 0]) == 1
+    assert int(io[POS, 0]) == len(prompts[1]) + end - 1  # where its last input token was fed
+    assert step.ring_RN[:end, 0].tolist() == free.token_ids[1 : end + 1]
+    assert (step.ring_RN[end:16, 0] == -1).all()
+    assert int(io[COUNTER, 1]) == 17 and int(io[DONE, 1]) == 1
