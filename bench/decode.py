@@ -10,13 +10,22 @@ at 6 extensions.
 Part 2 (CUDA only, skipped cleanly without it): random bf16 models shaped like Qwen2.5-0.5B and -1.5B.
 Decode tokens/s at batch 1 and 64 for s1kit (CUDA graphs), transformers ``generate`` (default dynamic
 cache) and transformers with a static cache and ``torch.compile``; each as a percentage of the
-memory-bandwidth floor (weight bytes / copy bandwidth measured in the same call); s1kit with budget
-forcing off, on with the Rust core per step on the host (``budget_path="host"``) and on with the tensor
-automaton inside the CUDA graph (``budget_path="tensor"``), same call, same card: JSON keys
-``graph_budget_overhead_pct`` and ``host_budget_overhead_pct`` (step time over "off", minus one, in
-percent, 1.5B shape, batch 1); and part 1 again on the 1.5B shape. Nothing is built or downloaded.
+memory-bandwidth floor (weight bytes / copy bandwidth measured in the same call). s1kit runs:
 
-    PYTHONPATH=python:. python bench/decode.py [--skip-compile] [--gpu-only] [--cpu-only]
+- ``s1kit``: budget forcing off, the default CUDA loop (run-ahead: ``sync_every`` = K graph replays per
+  host synchronisation, K printed and in the JSON) -- the baseline "off";
+- ``s1kit_host_loop``: budget forcing off, the per-step host loop (``budget_path="host"``);
+- ``s1kit_budget_host``: budget forcing on, the Rust core per step on the host (``budget_path="host"``);
+- ``s1kit_budget_graph``: budget forcing on, the tensor automaton inside the CUDA graph, run-ahead
+  (``budget_path="tensor"``); with ``--compile-budget`` also ``s1kit_budget_graph_compiled``
+  (``compile_budget=True``, 1.5B shape, batch 1 only).
+
+Same call, same card: JSON keys ``graph_budget_overhead_pct`` and ``host_budget_overhead_pct`` (step
+time over "off", minus one, in percent, 1.5B shape, batch 1), ``host_loop_overhead_pct`` (the per-step
+loop over run-ahead, budget off) and ``sync_every``; and part 1 again on the 1.5B shape. Nothing is
+built or downloaded.
+
+    PYTHONPATH=python:. python bench/decode.py [--skip-compile] [--compile-budget] [--gpu-only] [--cpu-only]
 
 Prints tables and one JSON line at the end.
 """
@@ -207,7 +216,9 @@ def time_steps(fn: Any, n1: int, n2: int) -> float:
     return (ts[1] - ts[0]) / (n2 - n1)
 
 
-def gpu_batch(hf: Any, engine: Engine, batch: int, skip_compile: bool) -> dict[str, float]:
+def gpu_batch(
+    hf: Any, engine: Engine, batch: int, skip_compile: bool, compile_budget: bool = False
+) -> dict[str, float]:
     """Seconds per decode step of each implementation at one batch size (same model, same card)."""
     dev = engine.device
     prompt_len, n1, n2 = 32, 64, 192
@@ -235,12 +246,25 @@ def gpu_batch(hf: Any, engine: Engine, batch: int, skip_compile: bool) -> dict[s
             **kw,
         )
 
+    engine.budget_path = "auto"  # on CUDA: the run-ahead loop
     s1kit(n2)  # captures the graphs
     results: dict[str, float] = {"s1kit": time_steps(s1kit, n1, n2)}
+    engine.budget_path = "host"
+    s1kit(n2)
+    results["s1kit_host_loop"] = time_steps(s1kit, n1, n2)
     for path in ("host", "graph"):
         engine.budget_path = "host" if path == "host" else "tensor"
         s1kit(n2, spec)  # captures the graphs with the budget step in them
         results[f"s1kit_budget_{path}"] = time_steps(lambda n: s1kit(n, spec), n1, n2)
+    if compile_budget:
+        engine.compile_budget = True
+        try:
+            s1kit(n2, spec)  # compiles the budget step, captures it in the graphs
+            results["s1kit_budget_graph_compiled"] = time_steps(lambda n: s1kit(n, spec), n1, n2)
+        except Exception as e:  # unverified on a GPU so far: report, do not abort the benchmark
+            print(f"compile_budget=True failed: {e!r}"[:300])
+        finally:
+            engine.compile_budget = False
     engine.budget_path = "auto"
     hf_gen(8)
     results["hf_default"] = time_steps(hf_gen, n1, n2)
@@ -283,18 +307,21 @@ def gpu_budget(hf: Any, engine: Engine) -> list[dict[str, Any]]:
     return budget_rows(engine, prompts, make_spec, max_new, repeat=1)
 
 
-def gpu_part(skip_compile: bool) -> dict[str, Any]:
+def gpu_part(skip_compile: bool, compile_budget: bool = False) -> dict[str, Any]:
     dev = torch.device("cuda")
     bw = copy_bandwidth(dev)
     card = torch.cuda.get_device_name(dev)
     print(f"\nGPU: {card}; copy bandwidth {bw / 1e9:.0f} GB/s")
     out: dict[str, Any] = {"card": card, "copy_bandwidth_gbs": bw / 1e9, "decode": []}
+    sync_every = 0
     for shape in SHAPES:
         hf = hf_model(shape, dev)
         engine = Engine(hf, IdsText(), max_batch=64, max_len=512, eos_token_ids=[])
+        sync_every = engine.sync_every
         floor_s = weight_bytes(engine.model) / bw
         for batch in (1, 64):
-            results = gpu_batch(hf, engine, batch, skip_compile)
+            key = f"{shape}_b{batch}"
+            results = gpu_batch(hf, engine, batch, skip_compile, compile_budget and key == "qwen2.5-1.5b_b1")
             for name, step_s in results.items():
                 out["decode"].append(
                     {
@@ -306,13 +333,18 @@ def gpu_part(skip_compile: bool) -> dict[str, Any]:
                         "pct_of_floor": 100 * floor_s / step_s,
                     }
                 )
-            key = f"{shape}_b{batch}"
             base = results["s1kit"]
-            for path in ("host", "graph"):
+            for path in ("host", "graph", "graph_compiled"):
+                if f"s1kit_budget_{path}" not in results:
+                    continue
                 pct = 100 * (results[f"s1kit_budget_{path}"] / base - 1)
                 out.setdefault(f"{path}_budget_overhead_pct_by_shape", {})[key] = pct
                 if key == "qwen2.5-1.5b_b1":
                     out[f"{path}_budget_overhead_pct"] = pct
+            loop_pct = 100 * (results["s1kit_host_loop"] / base - 1)
+            out.setdefault("host_loop_overhead_pct_by_shape", {})[key] = loop_pct
+            if key == "qwen2.5-1.5b_b1":
+                out["host_loop_overhead_pct"] = loop_pct
             out.setdefault("speedup_vs_hf_default", {})[key] = results["hf_default"] / base
         if shape == "qwen2.5-1.5b":
             rows = gpu_budget(hf, Engine(hf, IdsText(), max_batch=16, max_len=512, eos_token_ids=[]))
@@ -321,6 +353,8 @@ def gpu_part(skip_compile: bool) -> dict[str, Any]:
             out["inloop_speedup_vs_reprompt"] = rows[-1]["speedup"]
         del engine, hf
         torch.cuda.empty_cache()
+    out["sync_every"] = sync_every
+    print(f"\ns1kit and s1kit_budget_graph: run-ahead, {sync_every} decode steps per host synchronisation")
     print("\n| shape | batch | impl | step ms | tokens/s | % of bandwidth floor |")
     print("|---|---|---|---|---|---|")
     for r in out["decode"]:
@@ -334,6 +368,11 @@ def gpu_part(skip_compile: bool) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-compile", action="store_true", help="leave out transformers + torch.compile")
+    ap.add_argument(
+        "--compile-budget",
+        action="store_true",
+        help="also time the in-graph budget step under torch.compile (1.5B shape, batch 1)",
+    )
     ap.add_argument("--cpu-only", action="store_true")
     ap.add_argument("--gpu-only", action="store_true")
     args = ap.parse_args()
@@ -345,9 +384,14 @@ def main() -> int:
     if args.cpu_only:
         pass
     elif torch.cuda.is_available():
-        summary["gpu"] = gpu_part(args.skip_compile)
-        for path in ("graph", "host"):
-            summary[f"{path}_budget_overhead_pct"] = summary["gpu"][f"{path}_budget_overhead_pct"]
+        summary["gpu"] = gpu_part(args.skip_compile, args.compile_budget)
+        for key in ("graph_budget_overhead_pct", "host_budget_overhead_pct", "host_loop_overhead_pct"):
+            summary[key] = summary["gpu"][key]
+        summary["sync_every"] = summary["gpu"]["sync_every"]
+        if "graph_compiled_budget_overhead_pct" in summary["gpu"]:
+            summary["graph_compiled_budget_overhead_pct"] = summary["gpu"][
+                "graph_compiled_budget_overhead_pct"
+            ]
     else:
         print("\nGPU part skipped: no CUDA device")
         summary["gpu"] = "skipped: no CUDA device"

@@ -259,10 +259,11 @@ class HostCopy:
         if self._event is not None:
             self._event.synchronize()
         state_FB, ring_RB, count_1 = (b.numpy().copy() for b in self._buffers)
-        return Snapshot(int(count_1[0]), ring_RB, _accounting(state_FB))
+        return Snapshot(int(count_1[0]), ring_RB, accounting_from_state(state_FB))
 
 
-def _accounting(state_FB: npt.NDArray[np.int64]) -> Accounting:
+def accounting_from_state(state_FB: npt.NDArray[np.int64]) -> Accounting:
+    """Per-slot counters of a host copy of :attr:`TensorBudget.state_FB` (rows in STATE_FIELDS order)."""
     s = {n: state_FB[i] for i, n in enumerate(STATE_FIELDS)}
     return Accounting(
         phase=s["phase"].astype(np.uint8),
@@ -483,7 +484,7 @@ class TensorBudget:
 
     def accounting(self) -> Accounting:
         """Per-slot counters now (synchronises; use :meth:`copy_out` in a decode loop)."""
-        return _accounting(self.state_FB.cpu().numpy())
+        return accounting_from_state(self.state_FB.cpu().numpy())
 
     def copy_out(self) -> HostCopy:
         """Start copying the state, the emitted-token ring and the step count to the host.

@@ -8,8 +8,10 @@
                                        budget=spec)])
 
 Files: ``model.py`` (Qwen2/Llama in the gpt-fast style), ``cache.py`` (static K/V cache),
-``sampling.py`` (counter-based seeded sampling), ``step.py`` (the fixed-shape step and its CUDA
-graphs), ``engine.py`` (admission, prefill, the loop, budget forcing, results), ``cli.py``.
+``sampling.py`` (counter-based seeded sampling), ``step.py`` (the fixed-shape step, its run-ahead
+variant and their CUDA graphs), ``engine.py`` (admission, prefill, the two loops -- per-step on the
+host, or run-ahead with budget forcing on the device and one host sync per ``sync_every`` steps --
+results), ``cli.py``.
 """
 
 from __future__ import annotations

@@ -4,21 +4,39 @@ Shape legend: B batch rows, T prompt tokens (padded), V vocabulary, N = max_batc
 
 Rows live in cache slots ``[0, n)``. New requests are prefilled into the slots after the active
 ones (continuous batching: a slot freed by a finished row is refilled while the others decode). A
-finished row leaves the batch at once: the last active row moves into its slot (its K/V, its budget
-state and its sampling parameters), and the step runs on the smallest batch bucket holding ``n``
-rows, so finished rows stop costing compute.
+finished row leaves the batch before the next step (host path) or window (tensor path): the last
+active row moves into its slot (its K/V, its budget state and its sampling parameters), and the step
+runs on the smallest batch bucket holding ``n`` rows, so finished rows stop costing compute.
 
-Each step: the device samples one token per row (:mod:`s1kit.generate.step`); the host reads them
-(the one sync), the budget core (``BudgetBatch.step``, override mode) returns per row a forced token
-or -1, and the emitted token is the forced one or the sampled one. A forced token reaches the model
-as the next step's input through ``override``: forcing "Wait" or the answer prefix costs exactly the
-forced tokens' decode steps, never a re-prefill.
+Two decode loops give identical outputs; ``budget_path`` picks one ("auto", the default: "tensor" on
+CUDA, "host" elsewhere).
 
-Two budget paths give identical outputs (``budget_path``): "host" runs the Rust core per step as above;
-"tensor" runs its tensor mirror (:class:`~s1kit.budget.tensor.TensorBudget`) inside the decode step,
-captured in the step's CUDA graph, so the host does no budget work per step. "auto" (default) picks
-"tensor" on CUDA and "host" elsewhere. Row changes (admission, finished rows leaving) hand the device
-state back to the Rust core, which stays the source of truth, and reload it before the next step.
+"host", one host synchronisation per step: the device samples one token per row
+(:meth:`DecodeStep.run <s1kit.generate.step.DecodeStep.run>`); the host reads them, the budget core
+(``BudgetBatch.step``, override mode) returns per row a forced token or -1, the emitted token is the
+forced one or the sampled one, and the host checks every row for its end. A forced token reaches the
+model as the next step's input through ``override``: forcing "Wait" or the answer prefix costs exactly
+the forced tokens' decode steps, never a re-prefill.
+
+"tensor", run-ahead, one host synchronisation per ``sync_every`` (K) steps, for every row of the batch,
+with or without a budget: budget forcing runs in the decode step on the device (the tensor mirror
+:class:`~s1kit.budget.tensor.TensorBudget` of the Rust core, captured in the step's CUDA graph), and
+so does the per-row bookkeeping (:meth:`DecodeStep.run_ahead <s1kit.generate.step.DecodeStep.run_ahead>`):
+positions and token counts advance, emitted tokens go to a ring, and a row that emits an EOS id,
+reaches its token limit (``min(max_new_tokens, max_len - prompt length)``) or whose budget reaches
+DONE or ERROR is frozen. The host queues K steps, copies the ring, the counts and the per-step budget
+state out once (pinned memory, an event), and replays the K tokens per row in step order as the host
+loop would: it appends them, calls ``on_token``, applies the checks that stay on the host (stop
+strings, ``stop_token_ids``, budget EOS ids that are not model EOS ids, the budget's answer stop and
+answer cap, read from the per-step budget state) and cuts a row at its first end; tokens a row
+generated after its end are discarded. Rows are independent (per-row attention, counter-based
+sampling), so a row's tokens never depend on how far the window ran past another row's end. Windows are
+shortened to what is left: never longer than the longest remaining row, and, while requests wait for a
+slot, no longer than the shortest one (a row at its token limit frees its slot when the host loop would
+free it; a row ending on EOS or a stop string frees it at the window's end, at most K - 1 steps later).
+Admissions and compaction happen between windows only. The attention-length bucket of a window covers
+every position fed in it. Row changes (admission, finished rows leaving) hand the device budget state
+back to the Rust core, which stays the source of truth, and reload it before the next window.
 """
 
 from __future__ import annotations
@@ -36,10 +54,10 @@ import torch
 from tqdm.auto import tqdm
 
 from s1kit.budget import Accounting, BudgetBatch, Phase
-from s1kit.budget.tensor import TableSizes, TensorBudget
+from s1kit.budget.tensor import TableSizes, TensorBudget, accounting_from_state
 from s1kit.generate.model import Transformer, load_safetensors_dir
 from s1kit.generate.sampling import SamplingMode, fold_seed, sample, sampling_mode
-from s1kit.generate.step import DecodeStep, bucket_for
+from s1kit.generate.step import COUNTER, POS, DecodeStep, bucket_for
 from s1kit.generate.types import Request, Result, SamplingParams
 
 OnToken = Callable[[str, int], None]
@@ -47,6 +65,10 @@ OnToken = Callable[[str, int], None]
 # Upper bound on padded tokens per prefill forward; larger admissions are split.
 PREFILL_TOKENS = 8192
 BUDGET_PATHS = ("auto", "tensor", "host")
+# Run-ahead window of the tensor path: decode steps between two host synchronisations. 16 makes the
+# synchronisation and the host's per-window work a small share of 16 steps of a 0.5B-1.5B model while a
+# finished row costs at most 15 extra (discarded) row-steps and a waiting request at most 15 steps.
+SYNC_EVERY = 16
 # Device budget tables are sized for at least this much, so new specs rarely force a re-capture.
 TENSOR_BUDGET_RESERVE = TableSizes(specs=4, states=64, alphabet=32, seqs=16, seq_width=32, eos=4)
 
@@ -80,7 +102,11 @@ class Engine:
     (``generate`` queues the rest); a request's prompt plus output never exceeds ``max_len`` tokens.
     ``cuda_graphs`` (default: on for CUDA) captures the decode step per batch bucket.
     ``budget_path`` ("auto", "tensor" or "host"; an attribute that may be changed between calls) says
-    where budget forcing runs: see the module documentation.
+    where budget forcing and the per-step bookkeeping run: see the module documentation.
+    ``sync_every`` (K, default :data:`SYNC_EVERY`; an attribute too) is the tensor path's run-ahead
+    window: decode steps between two host synchronisations. ``compile_budget`` wraps the device budget
+    step in ``torch.compile`` (fewer kernels on CUDA); off by default: it is verified on CPU only, not
+    yet inside a CUDA graph on a GPU.
     """
 
     def __init__(
@@ -95,6 +121,8 @@ class Engine:
         cuda_graphs: bool | None = None,
         eos_token_ids: Sequence[int] | None = None,
         budget_path: str = "auto",
+        sync_every: int = SYNC_EVERY,
+        compile_budget: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -125,17 +153,30 @@ class Engine:
         use_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         if use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device; pass device='cuda' or cuda_graphs=None")
-        self.step = DecodeStep(self.model, self.cache, cuda_graphs=use_graphs)
         self.eos_token_ids = frozenset(
             _eos_ids(hf_config, tokenizer) if eos_token_ids is None else (int(t) for t in eos_token_ids)
         )
         self.budget_path = budget_path
-        self._check_budget_path()
+        self.sync_every = sync_every
+        self._check_loop_args()
+        self.step = DecodeStep(
+            self.model,
+            self.cache,
+            cuda_graphs=use_graphs,
+            ring=sync_every,
+            eos_ids=sorted(self.eos_token_ids),
+        )
+        self.compile_budget = compile_budget
         self._tensor_budget: TensorBudget | None = None
+        self._tensor_budget_compiled = False
 
-    def _check_budget_path(self) -> None:
+    def _check_loop_args(self) -> None:
         if self.budget_path not in BUDGET_PATHS:
             raise ValueError(f"budget_path must be one of {BUDGET_PATHS}, got {self.budget_path!r}")
+        if not isinstance(self.sync_every, int) or self.sync_every < 1:
+            raise ValueError(
+                f"sync_every must be an int >= 1 (decode steps per host sync), got {self.sync_every!r}"
+            )
 
     @property
     def tensor_budget(self) -> bool:
@@ -146,14 +187,15 @@ class Engine:
         """Load ``batch``'s rows into the device budget, reusing its buffers (and graphs) if they fit."""
         tb, tables = self._tensor_budget, batch.tables()
         need = TableSizes.of(tables)
-        if tb is not None and tb.sizes.fits(need):
+        if tb is not None and tb.sizes.fits(need) and self._tensor_budget_compiled == self.compile_budget:
             tb.load(batch, tables)
             return
         reserve = TENSOR_BUDGET_RESERVE.union(TableSizes(vocab=self.model.args.vocab_size))
         if tb is not None:
             reserve = reserve.union(tb.sizes)
-        tb = TensorBudget.from_batch(batch, self.device, reserve=reserve)
+        tb = TensorBudget.from_batch(batch, self.device, reserve=reserve, compile=self.compile_budget)
         self._tensor_budget = tb
+        self._tensor_budget_compiled = self.compile_budget
         self.step.set_budget(tb)
 
     @classmethod
@@ -166,6 +208,8 @@ class Engine:
         max_batch: int = 16,
         max_len: int = 4096,
         cuda_graphs: bool | None = None,
+        budget_path: str = "auto",
+        sync_every: int = SYNC_EVERY,
     ) -> Engine:
         """Load a Hugging Face model directory (config.json, *.safetensors, tokenizer files).
 
@@ -189,7 +233,14 @@ class Engine:
             eos = _as_ids(GenerationConfig.from_pretrained(path).eos_token_id)
         eos = eos or _eos_ids(config, tokenizer)
         return cls(
-            model, tokenizer, max_batch=max_batch, max_len=max_len, cuda_graphs=cuda_graphs, eos_token_ids=eos
+            model,
+            tokenizer,
+            max_batch=max_batch,
+            max_len=max_len,
+            cuda_graphs=cuda_graphs,
+            eos_token_ids=eos,
+            budget_path=budget_path,
+            sync_every=sync_every,
         )
 
     # ---- public API --------------------------------------------------------------------------------
@@ -206,7 +257,9 @@ class Engine:
         ``on_token(request_id, token_id)`` is called for each emitted token as soon as it is known
         (forced tokens included). A request without ``request_id`` gets its index as a string.
         """
-        self._check_budget_path()
+        self._check_loop_args()
+        if self.sync_every > self.step.ring:
+            self.step.set_ring(self.sync_every)
         rows = [self._validate(i, r) for i, r in enumerate(requests)]
         return _Run(self, rows, progress, on_token).run()
 
@@ -261,7 +314,8 @@ class _Run:
         self.on_token = on_token
         self._budget = BudgetBatch(engine.max_batch)
         self.n_budget = 0
-        # Tensor path: whether the device budget holds rows newer than self._budget.
+        # Tensor path (run-ahead windows); tb_live: whether the device budget holds rows newer than
+        # self._budget.
         self.tensor = engine.tensor_budget
         self.tb_live = False
         self.host = engine.step.host_views()
@@ -304,7 +358,10 @@ class _Run:
                     self._admit()
                     self._compact()
                     continue
-                self._decode_step()
+                if self.tensor:
+                    self._decode_window()
+                else:
+                    self._decode_step()
                 self._compact()
         self.bar.close()
         return [r for r in self.results if r is not None]
@@ -379,6 +436,7 @@ class _Run:
         )
         # HOST SYNC (once per admission): the first tokens go through the budget core and stop checks.
         out: np.ndarray = first_B.cpu().numpy()
+        e.step.host_waits += 1
         return out
 
     def _set_params(self, slot: int, row: _Row) -> None:
@@ -393,16 +451,15 @@ class _Run:
 
     # ---- decode ------------------------------------------------------------------------------------
 
-    def _decode_step(self) -> None:
+    def _prepare(self, n: int, B: int) -> bool:
+        """Padding rows, sampling parameters and the device budget before a step or window; returns
+        whether the budget runs on the device."""
         e = self.e
-        n = len(self.slots)
-        B = bucket_for(n, e.step.batch_buckets)
         h = self.host
         # Padding rows [n, B) decode token 0 at position 0 of free slots: finite, unused, overwritten.
         h["override"][n:B] = 0
         h["pos"][n:B] = 0
         h["counter"][n:B] = 0
-        S = bucket_for(int(h["pos"][:n].max()) + 1, e.step.length_buckets)
         if self.params_dirty:
             h["temperature"][n:] = 0.0
             e.step.upload_params()
@@ -416,8 +473,88 @@ class _Run:
         if on_device and not self.tb_live:
             e._load_tensor_budget(self._budget)
             self.tb_live = True
+        return on_device
+
+    def _decode_step(self) -> None:
+        """The host path: one step, one synchronisation, the budget core and every check on the host."""
+        e = self.e
+        n = len(self.slots)
+        B = bucket_for(n, e.step.batch_buckets)
+        on_device = self._prepare(n, B)
+        S = bucket_for(int(self.host["pos"][:n].max()) + 1, e.step.length_buckets)
         sampled = e.step.run(B, S, self.mode, budget=on_device)
         self._absorb(0, sampled[:n], prefill=False)
+
+    def _decode_window(self) -> None:
+        """The tensor path: up to ``sync_every`` steps on the device, one synchronisation, then the
+        window's tokens booked row by row in step order (see the module documentation)."""
+        e = self.e
+        n = len(self.slots)
+        B = bucket_for(n, e.step.batch_buckets)
+        h = self.host
+        remaining = self.limit_N[:n] - h["counter"][:n]  # >= 1: rows at their limit have left
+        k = min(e.sync_every, int(remaining.max()))
+        if self.pending:
+            # Every slot is taken: end the window when the first row reaches its limit, so that its
+            # slot is refilled when the host loop would refill it.
+            k = min(k, int(remaining.min()))
+        # A row feeds positions pos .. pos + min(k, remaining) - 1 in this window.
+        S = bucket_for(int((h["pos"][:n] + np.minimum(k, remaining)).max()), e.step.length_buckets)
+        on_device = self._prepare(n, B)
+        h["limit"][:n] = self.limit_N[:n]
+        h["done"][:n] = 0
+        h["limit"][n:B] = 0
+        h["done"][n:B] = 1  # padding rows stay frozen at position 0
+        copy = e.step.run_ahead(B, S, self.mode, k, budget=on_device)
+        ring_RN, io_5N, states_RFN = copy.result()  # the window's one host synchronisation
+        self._absorb_window(ring_RN[:k, :n], states_RFN)
+        # The device advanced the rows that are still running; it has consumed the overrides.
+        h["pos"][:n] = io_5N[POS, :n]
+        h["counter"][:n] = io_5N[COUNTER, :n]
+        h["override"][:n] = -1
+
+    def _absorb_window(self, tokens_KN: np.ndarray, states_RFN: np.ndarray | None) -> None:
+        """Book a window's tokens (``tokens_KN[s, slot]``: step ``s``'s emitted token, -1 once the
+        device froze the row) exactly as :meth:`_absorb` books one step's: rows in slot order within a
+        step, steps in order; a row stops at its first end and its later tokens are discarded."""
+        n = tokens_KN.shape[1]
+        alive = np.ones(n, dtype=bool)
+        before = self.host["counter"][:n].copy()  # tokens each row had before the window
+        eos_end = len(self.is_eos_V) - 1
+        for s, ids_N in enumerate(tokens_KN):
+            live = np.flatnonzero(alive)
+            if not len(live):
+                return
+            ids = ids_N[live]
+            if (ids < 0).any():
+                raise RuntimeError(
+                    "internal error: the device froze a row the host has not finished (slots "
+                    f"{live[ids < 0].tolist()}, window step {s}); please report it"
+                )
+            id_list = ids.tolist()
+            rows = [self.slots[j] for j in live.tolist()]
+            for row, t in zip(rows, id_list, strict=True):
+                row.tokens.append(t)
+            if self.on_token is not None:
+                for row, t in zip(rows, id_list, strict=True):
+                    self.on_token(row.request_id, t)
+            maybe = (
+                (before[live] + s + 1 >= self.limit_N[live])
+                | self.is_eos_V[np.minimum(ids, eos_end)]
+                | (ids >= self.vocab_N[live])
+                | self.slow_N[live]
+            )
+            candidates = live[maybe]
+            if not len(candidates):
+                continue
+            acc = accounting_from_state(states_RFN[s]) if states_RFN is not None and self.n_budget else None
+            now = time.perf_counter()
+            for slot in candidates.tolist():
+                row = self.slots[slot]
+                row.finish = self._finish_reason(row, row.tokens[-1], slot, acc)
+                if row.finish is not None:
+                    self._finish(row, slot, acc, now)
+                    alive[slot] = False
 
     def _absorb(self, start: int, sampled: np.ndarray, *, prefill: bool) -> None:
         """Apply the budget override to slots ``[start, start + len(sampled))`` and book the tokens.
@@ -463,15 +600,17 @@ class _Run:
     def budget_override(self, start: int, sampled: np.ndarray) -> np.ndarray:
         """(sampled tokens of slots ``start..``) -> per row the forced token, or -1.
 
-        The budget's only hook into the loop. It runs on the host (the Rust core); the device applies
-        its result with :func:`~s1kit.generate.step.apply_budget_override`. An in-graph automaton
-        would replace this function and that override input, nothing else.
+        The budget's hook into the host loop and into prefills (both paths): it runs on the host (the
+        Rust core); the device applies its result with
+        :func:`~s1kit.generate.step.apply_budget_override`. In run-ahead windows the device budget
+        steps in the graph instead and this function is not called.
         """
         k = len(sampled)
         out = self.out_N[:k]
         out.fill(-1)
         if self.tb_live:
-            # The device budget already stepped: ``sampled`` holds the emitted tokens.
+            # Only reached by a prefill of rows without a budget (inserting one syncs the device
+            # budget back first): nothing to force.
             return out
         if self.n_budget:
             # The budget core sees every sampled token; slots without a budget answer -1.

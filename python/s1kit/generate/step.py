@@ -1,6 +1,7 @@
-"""The fixed-shape decode step and its CUDA graphs.
+"""The fixed-shape decode step, its run-ahead variant and their CUDA graphs.
 
-Shape legend: B batch bucket, N = max batch (slots), S attended cache positions, V vocabulary.
+Shape legend: B batch bucket, N = max batch (slots), S attended cache positions, V vocabulary,
+R run-ahead ring (steps between two copy-outs), F budget state fields.
 
 One step is a pure function of static device buffers::
 
@@ -12,15 +13,30 @@ One step is a pure function of static device buffers::
 leaves the device to be fed back. ``override_B`` (-1: keep the sampled token) carries what the host
 decided: tokens forced by the budget core, and the last token of rows that were just prefilled or
 moved to another slot. With an in-graph budget (:attr:`DecodeStep.budget`, a
-:class:`~s1kit.budget.tensor.TensorBudget`), the step ends with ``budget.step(sampled_N)``: the budget
+:class:`~s1kit.budget.tensor.TensorBudget`), the step then runs ``budget.step(sampled_N)``: the budget
 automaton runs on the device and replaces sampled tokens by forced ones in place, so the host applies no
 budget override at all.
 
-On CUDA one graph is captured per (batch bucket, attention-length bucket, sampling mode) on first use
-and replayed afterwards; on CPU the same function runs eagerly. Host syncs per step: exactly one, the
-device-to-host copy of ``sampled_B`` in :meth:`DecodeStep.run` (the budget core, stop checks and
-streaming need the tokens). The host-to-device copy of ``(override, pos, counter)`` is asynchronous
-from pinned memory.
+Two ways to drive it:
+
+- :meth:`DecodeStep.run` (the engine's host path): one step, then the device-to-host copy of
+  ``sampled_B`` and a synchronisation, because the host's budget core and stop checks read the tokens
+  before the next step. The host advances ``pos``/``counter`` and writes ``override`` each step.
+- :meth:`DecodeStep.run_ahead` (the engine's tensor path): ``k`` steps queued back to back with no host
+  synchronisation between them, then one asynchronous copy-out (:class:`AheadCopy`: pinned memory and
+  an event). The "ahead" step keeps the per-row bookkeeping on the device as well: it advances ``pos``
+  and ``counter``, clears ``override`` after its first use, writes the emitted tokens into
+  ``ring_RN`` (and the budget state into ``state_ring_RFN``), and marks rows done when they emit an EOS
+  id (``is_eos_V``), reach their token limit (``LIMIT``: generated tokens at which a row stops) or their
+  budget reaches DONE or ERROR. A done row is frozen: its ``pos`` and ``counter`` stop, its ring entries
+  are -1, so it never writes K/V past its last position. Rows are independent (attention per row,
+  counter-based sampling), so a row's tokens do not depend on how long the others ran ahead.
+
+On CUDA one graph is captured per (batch bucket, attention-length bucket, sampling mode, budget, ahead)
+on first use and replayed afterwards; on CPU the same function runs eagerly. The host-to-device copy of
+``(override, pos, counter, limit, done)`` is asynchronous from pinned memory; the host writes that
+buffer only after the synchronisation that ends a step (:meth:`run`) or a run-ahead window
+(:meth:`AheadCopy.result`). :attr:`DecodeStep.host_waits` counts those synchronisations.
 """
 
 from __future__ import annotations
@@ -32,13 +48,15 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from s1kit.budget.tensor import TensorBudget
+from s1kit.budget.tensor import STATE_FIELDS, TensorBudget
 from s1kit.generate.cache import StaticKVCache
 from s1kit.generate.model import Transformer
 from s1kit.generate.sampling import SamplingMode, sample
 
-# Rows of the packed per-step input (one host-to-device copy): see DecodeStep.host_in_3N.
-OVERRIDE, POS, COUNTER = 0, 1, 2
+# Rows of the packed per-slot input (one host-to-device copy): see DecodeStep.host_in_5N. LIMIT and
+# DONE are read by the run-ahead step only.
+OVERRIDE, POS, COUNTER, LIMIT, DONE = 0, 1, 2, 3, 4
+IN_ROWS = 5
 
 
 def apply_budget_override(sampled_B: torch.Tensor, override_B: torch.Tensor) -> torch.Tensor:
@@ -73,44 +91,117 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
 
 
-class DecodeStep:
-    """Static buffers for ``max_batch`` slots and the step that reads and writes them."""
+class AheadCopy:
+    """The copy-out of a run-ahead window in flight (CUDA: pinned memory and an event; CPU: done).
 
-    def __init__(self, model: Transformer, cache: StaticKVCache, *, cuda_graphs: bool) -> None:
+    :meth:`result` returns ``(ring_RN, in_5N, state_ring_RFN or None)`` as numpy arrays: row ``s`` of
+    the rings holds window step ``s``'s emitted tokens (-1: the row was already done) and the budget
+    state after it; ``in_5N`` the per-slot ``pos``/``counter``/``done`` after the window.
+    """
+
+    def __init__(
+        self, owner: DecodeStep, buffers: tuple[torch.Tensor, ...], event: torch.cuda.Event | None
+    ) -> None:
+        self._owner, self._buffers, self._event = owner, buffers, event
+        self._generation = owner._copies
+
+    def ready(self) -> bool:
+        """Whether the copy has landed (never blocks)."""
+        return self._event is None or bool(self._event.query())
+
+    def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+        """Wait for the copy (the window's one host synchronisation) and read it. Valid until two more
+        copy-outs are started."""
+        if self._owner._copies - self._generation >= len(self._owner._pinned):
+            raise RuntimeError("this copy's pinned buffer was reused: read a copy before starting two more")
+        if self._event is not None:
+            self._event.synchronize()
+        self._owner.host_waits += 1
+        ring, io, states = (b.numpy().copy() for b in self._buffers)
+        return ring, io, states if len(self._buffers[2]) else None
+
+
+class DecodeStep:
+    """Static buffers for ``max_batch`` slots and the step that reads and writes them.
+
+    ``ring`` is the longest run-ahead window (:meth:`run_ahead`); ``eos_ids`` the token ids that end a
+    row in the run-ahead step.
+    """
+
+    def __init__(
+        self,
+        model: Transformer,
+        cache: StaticKVCache,
+        *,
+        cuda_graphs: bool,
+        ring: int = 16,
+        eos_ids: Sequence[int] = (),
+    ) -> None:
+        if ring < 1:
+            raise ValueError(f"ring must be >= 1, got {ring}")
         self.model = model
         self.cache = cache
         N = cache.max_batch
+        V = model.args.vocab_size
         dev = model.tok_embeddings.weight.device
         self.device = dev
         self.cuda_graphs = cuda_graphs and dev.type == "cuda"
         self.batch_buckets = batch_buckets(N)
         self.length_buckets = length_buckets(cache.max_len)
         pin = dev.type == "cuda"
-        # Host side: written by the engine between steps.
-        self.host_in_3N = torch.zeros((3, N), dtype=torch.int64, pin_memory=pin)
+        self._pin = pin
+        # Host side: written by the engine between steps (windows).
+        self.host_in_5N = torch.zeros((IN_ROWS, N), dtype=torch.int64, pin_memory=pin)
         self.host_seed_N = torch.zeros(N, dtype=torch.int64, pin_memory=pin)
         self.host_temperature_N = torch.zeros(N, dtype=torch.float32, pin_memory=pin)
         self.host_top_p_N = torch.ones(N, dtype=torch.float32, pin_memory=pin)
         self.host_top_k_N = torch.zeros(N, dtype=torch.int64, pin_memory=pin)
         self.host_sampled_N = torch.zeros(N, dtype=torch.int64, pin_memory=pin)
-        # Device side: what the graphs read and write. Never reallocated.
-        self.in_3N = torch.zeros((3, N), dtype=torch.int64, device=dev)
+        # Device side: what the graphs read and write. Never reallocated (the ring only by set_ring).
+        self.in_5N = torch.zeros((IN_ROWS, N), dtype=torch.int64, device=dev)
         self.seed_N = torch.zeros(N, dtype=torch.int64, device=dev)
         self.temperature_N = torch.zeros(N, dtype=torch.float32, device=dev)
         self.top_p_N = torch.ones(N, dtype=torch.float32, device=dev)
         self.top_k_N = torch.zeros(N, dtype=torch.int64, device=dev)
         self.sampled_N = torch.zeros(N, dtype=torch.int64, device=dev)
+        # Token ids that end a row, plus one False entry for forced ids beyond the model's vocabulary.
+        self.is_eos_V = torch.zeros(V + 1, dtype=torch.bool, device=dev)
+        self.is_eos_V[[t for t in eos_ids if 0 <= t < V]] = True
+        # Window step counter: the ring row the next run-ahead step writes.
+        self.ring_at_1 = torch.zeros(1, dtype=torch.int64, device=dev)
         # In-graph budget forcing over all N slots (rows without a budget are empty slots in it).
         self.budget: TensorBudget | None = None
-        self._graphs: dict[tuple[int, int, SamplingMode, bool], torch.cuda.CUDAGraph] = {}
+        self._graphs: dict[tuple[int, int, SamplingMode, bool, bool], torch.cuda.CUDAGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        self.host_waits = 0  # synchronisations in which the host waited for device results
+        self.steps_run = 0  # decode steps executed (replayed or eager)
+        self.windows = 0  # run-ahead windows queued
+        self.set_ring(ring)
+
+    def set_ring(self, ring: int) -> None:
+        """(Re)allocate the run-ahead rings for windows of up to ``ring`` steps (drops "ahead" graphs)."""
+        N, dev = self.cache.max_batch, self.device
+        self.ring = ring
+        self.ring_RN = torch.full((ring, N), -1, dtype=torch.int64, device=dev)
+        self.state_ring_RFN = torch.zeros((ring, len(STATE_FIELDS), N), dtype=torch.int64, device=dev)
+        self._pinned = [
+            tuple(
+                torch.empty(x.shape, dtype=torch.int64, pin_memory=self._pin)
+                for x in (self.ring_RN, self.in_5N, self.state_ring_RFN)
+            )
+            for _ in range(2)
+        ]
+        self._copies = 0
+        self._graphs = {k: g for k, g in getattr(self, "_graphs", {}).items() if not k[4]}
 
     # numpy views of the host buffers (shared memory), for the engine's bookkeeping.
     def host_views(self) -> dict[str, Any]:
         return {
-            "override": self.host_in_3N[OVERRIDE].numpy(),
-            "pos": self.host_in_3N[POS].numpy(),
-            "counter": self.host_in_3N[COUNTER].numpy(),
+            "override": self.host_in_5N[OVERRIDE].numpy(),
+            "pos": self.host_in_5N[POS].numpy(),
+            "counter": self.host_in_5N[COUNTER].numpy(),
+            "limit": self.host_in_5N[LIMIT].numpy(),
+            "done": self.host_in_5N[DONE].numpy(),
             "seed": self.host_seed_N.numpy(),
             "temperature": self.host_temperature_N.numpy(),
             "top_p": self.host_top_p_N.numpy(),
@@ -134,10 +225,11 @@ class DecodeStep:
         self.budget = budget
         self._graphs = {k: g for k, g in self._graphs.items() if not k[3]}
 
-    def _forward(self, B: int, S: int, mode: SamplingMode, budget: bool = False) -> None:
+    def _forward(self, B: int, S: int, mode: SamplingMode, budget: bool = False, ahead: bool = False) -> None:
         """The step itself, on the static buffers: eager on CPU, the captured body on CUDA."""
-        tokens_B = apply_budget_override(self.sampled_N[:B], self.in_3N[OVERRIDE, :B])
-        pos_B = self.in_3N[POS, :B]
+        io = self.in_5N
+        tokens_B = apply_budget_override(self.sampled_N[:B], io[OVERRIDE, :B])
+        pos_B = io[POS, :B]
         logits_BV = self.model(tokens_B[:, None], pos_B[:, None], self.cache, 0, S)[:, 0]
         next_B = sample(
             logits_BV.float(),
@@ -145,7 +237,7 @@ class DecodeStep:
             self.top_p_N[:B],
             self.top_k_N[:B],
             self.seed_N[:B],
-            self.in_3N[COUNTER, :B],
+            io[COUNTER, :B],
             mode,
         )
         self.sampled_N[:B].copy_(next_B)
@@ -153,6 +245,31 @@ class DecodeStep:
             assert self.budget is not None, "set_budget before running with budget=True"
             # All N slots: slots >= B hold no budget row, so they stay untouched.
             self.budget.step(self.sampled_N)
+        if ahead:
+            self._advance(B, budget)
+
+    def _advance(self, B: int, budget: bool) -> None:
+        """The run-ahead bookkeeping after a step: record, count, detect the end, freeze done rows."""
+        io = self.in_5N
+        done_B = io[DONE, :B] != 0
+        live_B = ~done_B
+        emitted_B = self.sampled_N[:B]
+        at_1 = self.ring_at_1 % self.ring
+        self.ring_RN[:, :B].index_copy_(0, at_1, torch.where(live_B, emitted_B, -1)[None])
+        counter_B = io[COUNTER, :B] + live_B
+        V = self.is_eos_V.shape[0] - 1
+        ends_B = self.is_eos_V[emitted_B.clamp(0, V)] | (counter_B >= io[LIMIT, :B])
+        if budget:
+            assert self.budget is not None
+            self.state_ring_RFN.index_copy_(0, at_1, self.budget.state_FB[None])
+            ends_B = ends_B | self.budget.done_B[:B]
+        now_done_B = done_B | ends_B
+        # A row that has just ended keeps its position: it never writes K/V beyond its last token.
+        io[POS, :B] += ~now_done_B
+        io[COUNTER, :B] = counter_B
+        io[DONE, :B] = now_done_B
+        io[OVERRIDE, :B] = -1
+        self.ring_at_1.add_(1)
 
     def check_shape(self, B: int, S: int) -> None:
         if self.cache.max_batch < B:
@@ -171,32 +288,74 @@ class DecodeStep:
                 f"(max_len={self.cache.max_len}): use bucket_for(max_pos + 1, length_buckets)"
             )
 
+    def _step(self, B: int, S: int, mode: SamplingMode, budget: bool, ahead: bool) -> None:
+        self.steps_run += 1
+        if not self.cuda_graphs:
+            self._forward(B, S, mode, budget, ahead)
+            return
+        key = (B, S, mode, budget, ahead)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._capture(B, S, mode, budget, ahead)
+            self._graphs[key] = graph
+        graph.replay()
+
     def run(self, B: int, S: int, mode: SamplingMode, budget: bool = False) -> npt.NDArray[np.int64]:
         """One decode step for slots ``[0, B)``; returns the sampled tokens on the host (with
         ``budget``: the emitted ones, forced tokens in place, after :attr:`budget` stepped)."""
         self.check_shape(B, S)
-        self.in_3N.copy_(self.host_in_3N, non_blocking=True)
-        if not self.cuda_graphs:
-            self._forward(B, S, mode, budget)
-        else:
-            key = (B, S, mode, budget)
-            graph = self._graphs.get(key)
-            if graph is None:
-                graph = self._capture(B, S, mode, budget)
-                self._graphs[key] = graph
-            graph.replay()
+        self.in_5N.copy_(self.host_in_5N, non_blocking=True)
+        self._step(B, S, mode, budget, ahead=False)
         self.host_sampled_N.copy_(self.sampled_N, non_blocking=True)
         if self.device.type == "cuda":
             # HOST SYNC (the only one per step): the budget core and the stop checks read the tokens.
             torch.cuda.current_stream(self.device).synchronize()
+        self.host_waits += 1
         out: npt.NDArray[np.int64] = self.host_sampled_N.numpy()[:B]
         return out
 
-    def _capture(self, B: int, S: int, mode: SamplingMode, budget: bool) -> torch.cuda.CUDAGraph:
+    def run_ahead(self, B: int, S: int, mode: SamplingMode, k: int, budget: bool = False) -> AheadCopy:
+        """Queue ``k`` run-ahead steps for slots ``[0, B)`` and start copying their results out.
+
+        ``host_in_5N`` holds each slot's ``override``, ``pos``, ``counter``, ``limit`` and ``done``
+        (padding slots: done). ``S`` must exceed every position a row feeds in the window: at most
+        ``pos + min(k, limit - counter) - 1``. Nothing here waits for the device; the copy's
+        :meth:`AheadCopy.result` does, once.
+        """
+        self.check_shape(B, S)
+        if not 1 <= k <= self.ring:
+            raise ValueError(f"a run-ahead window of {k} steps does not fit the ring of {self.ring}")
+        self.windows += 1
+        self.in_5N.copy_(self.host_in_5N, non_blocking=True)
+        self.ring_at_1.zero_()
+        for _ in range(k):
+            self._step(B, S, mode, budget, ahead=True)
+        return self.copy_out(budget)
+
+    def copy_out(self, budget: bool) -> AheadCopy:
+        """Start copying the rings and the per-slot state to pinned host memory (asynchronous on CUDA)."""
+        ring, io, states = self._pinned[self._copies % len(self._pinned)]
+        self._copies += 1
+        cuda = self.device.type == "cuda"
+        ring.copy_(self.ring_RN, non_blocking=cuda)
+        io.copy_(self.in_5N, non_blocking=cuda)
+        if budget:
+            states.copy_(self.state_ring_RFN, non_blocking=cuda)
+        else:
+            states = states[:0]
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return AheadCopy(self, (ring, io, states), event)
+
+    def _capture(self, B: int, S: int, mode: SamplingMode, budget: bool, ahead: bool) -> torch.cuda.CUDAGraph:
         """Warm up on a side stream, then capture. The warm-up runs are made idempotent by restoring
-        ``sampled_N`` (the step's input) and the budget's buffers after each; their K/V writes repeat
-        what the replay writes."""
+        every buffer the step writes besides the cache (``sampled_N``, the run-ahead state, the
+        budget's buffers) after each; their K/V writes repeat what the replay writes."""
         live = [self.sampled_N]
+        if ahead:
+            live += [self.in_5N, self.ring_RN, self.state_ring_RFN, self.ring_at_1]
         if budget:
             assert self.budget is not None, "set_budget before running with budget=True"
             live += self.budget.mutable_buffers()
@@ -205,13 +364,13 @@ class DecodeStep:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._forward(B, S, mode, budget)
+                self._forward(B, S, mode, budget, ahead)
                 for dst, src in zip(live, saved, strict=True):
                     dst.copy_(src)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            self._forward(B, S, mode, budget)
+            self._forward(B, S, mode, budget, ahead)
         return graph
 
     @property
