@@ -42,24 +42,27 @@ class DemoSize:
 
 
 FULL = DemoSize(
-    pool=4000,
+    pool=1800,
     test=120,
     k=1200,
-    max_difficulty=3,
+    max_difficulty=4,
     hidden=128,
     layers=3,
-    heads=4,
-    epochs=10,
-    global_batch=16,
+    heads=8,
+    epochs=20,
+    global_batch=32,
     block=1024,
-    lr=5e-3,
-    budgets=(8, 32, 64, 128, 160),
+    lr=2e-3,
+    budgets=(8, 16, 24, 32, 48, 64),
     extensions=(0, 1, 2),
 )
-# The test suite's setting: the same model and training, a smaller pool, test set and sweep.
+# The test suite's setting: the same model and recipe, a smaller pool and test set, fewer epochs and
+# sweep points.
 SIZES: dict[str, DemoSize] = {
     "full": FULL,
-    "small": dataclasses.replace(FULL, pool=2400, test=64, k=800, budgets=(8, 64, 160), extensions=(0, 1)),
+    "small": dataclasses.replace(
+        FULL, pool=1200, test=64, k=800, epochs=12, budgets=(8, 64), extensions=(0, 1)
+    ),
 }
 
 
@@ -157,10 +160,11 @@ class Demo:
     # ------------------------------------------------------------------ 2. curate
 
     def min_trace_tokens(self) -> dict[str, int]:
-        """Per family, the longest difficulty-1 trace: curation keeps only traces longer than that."""
+        """Per family, the longest difficulty-1 trace without a recheck: curation keeps only longer
+        traces (s1's difficulty rule: long traces, here by token count)."""
         out: dict[str, int] = {}
         for r in _read_jsonl(self.out / "data" / "pool.jsonl"):
-            if r["difficulty"] == 1:
+            if r["difficulty"] == 1 and "Wait" not in r["trace"]:
                 out[r["domain"]] = max(out.get(r["domain"], 0), r["trace_tokens"])
         return out
 
@@ -240,6 +244,8 @@ class Demo:
             str(s.lr),
             "--warmup-ratio",
             "0.05",
+            "--adam-beta2",
+            "0.98",
             "--min-lr-ratio",
             "0.1",
             "--weight-decay",

@@ -1,8 +1,15 @@
 """The demo's synthetic reasoning tasks: question, step-by-step trace, answer.
 
-Four task families act as domains. In each, the trace works the answer out one small step at a time
-and grows with difficulty, so a model trained on them needs its thinking tokens: cut the trace short
-and it has to guess. Everything is seeded; the same seed gives the same pool and test set.
+Four task families act as domains. A question lists keyed items (``a3 b7 c2``: item ``a`` is 3, item
+``b`` is 7, ...); the trace visits them in key order, copies each item and writes the running result
+(a sum mod 10, a count, a maximum, a column sum with its carry), then ``So <answer>.``. Every step
+reads one item of the question and the previous step, which a small transformer learns within minutes
+on a CPU; the answer depends on every item, so a trace cut short leaves the model guessing. Difficulty
+is the number of items, so traces grow with it.
+
+Some traces (seeded) end with one or two rechecks, ``\nWait, <the last step again> So <answer>.``: the
+text a forced "Wait" starts, so budget forcing's extensions are in the model's own language.
+Everything is seeded; the same seed gives the same pool and test set.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
+KEYS = "abcdefghij"
+# Probabilities that a trace ends with one recheck, and with two: most traces end without one, so a
+# model decoding greedily ends its thinking without rechecking unless budget forcing says "Wait".
+RECHECK_RATES = (0.2, 0.1)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One synthetic problem. ``difficulty`` drives the trace length."""
+    """One synthetic problem. ``difficulty`` sets its number of items and so the trace length."""
 
     domain: str
     question: str
@@ -25,80 +35,81 @@ class Problem:
     difficulty: int
 
 
-def addition(rng: random.Random, difficulty: int) -> Problem:
-    """Add two numbers of ``difficulty + 1`` digits, column by column with carries."""
-    digits = difficulty + 1
-    a = rng.randrange(10 ** (digits - 1), 10**digits)
-    b = rng.randrange(10 ** (digits - 1), 10**digits)
-    steps, carry, out = [], 0, []
-    for x, y in zip(reversed(str(a)), reversed(str(b)), strict=True):
-        s = int(x) + int(y) + carry
-        steps.append(f"{x}+{y}+{carry}={s}, write {s % 10} carry {s // 10}.")
-        out.append(str(s % 10))
-        carry = s // 10
-    if carry:
-        steps.append(f"write {carry}.")
-        out.append(str(carry))
-    total = "".join(reversed(out))
-    assert int(total) == a + b
-    return Problem("addition", f"What is {a} + {b}?", " ".join(steps) + f" So {total}.", total, difficulty)
+def _keyed(items: list[str]) -> str:
+    return " ".join(k + x for k, x in zip(KEYS, items, strict=False))
 
 
-def counting(rng: random.Random, difficulty: int) -> Problem:
-    """Count one letter in a random word of ``3 * difficulty + 3`` letters, letter by letter."""
-    n = 3 * difficulty + 3
-    target = rng.choice(LETTERS[:6])
-    word = "".join(rng.choice(LETTERS[:6]) for _ in range(n))
-    count, steps = 0, []
-    for ch in word:
-        count += ch == target
-        steps.append(f"{ch} {count}")
-    return Problem(
-        "counting",
-        f"How many {target} in {word}?",
-        ", ".join(steps) + f". So {count}.",
-        str(count),
-        difficulty,
-    )
-
-
-def sorting(rng: random.Random, difficulty: int) -> Problem:
-    """Sort ``difficulty + 2`` digits by repeatedly taking the smallest."""
-    xs = [rng.randrange(10) for _ in range(difficulty + 2)]
-    left, done, steps = list(xs), [], []
-    while left:
-        m = min(left)
-        left.remove(m)
-        done.append(m)
-        steps.append(f"take {m}, have {' '.join(map(str, done))}.")
-    ans = " ".join(map(str, done))
-    return Problem(
-        "sorting", f"Sort {' '.join(map(str, xs))}.", " ".join(steps) + f" So {ans}.", ans, difficulty
-    )
-
-
-def modular(rng: random.Random, difficulty: int) -> Problem:
-    """Sum ``difficulty + 2`` digits modulo 10, keeping a running remainder."""
-    xs = [rng.randrange(10) for _ in range(difficulty + 2)]
+def modular(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
+    """Sum ``difficulty + 2`` digits modulo 10 with a running remainder."""
+    xs = [str(rng.randrange(10)) for _ in range(difficulty + 2)]
     r, steps = 0, []
-    for x in xs:
-        r2 = (r + x) % 10
-        steps.append(f"{r}+{x} is {r2}.")
-        r = r2
-    q = f"What is {' + '.join(map(str, xs))} mod 10?"
-    return Problem("modular", q, " ".join(steps) + f" So {r}.", str(r), difficulty)
+    for k, x in zip(KEYS, xs, strict=False):
+        r = (r + int(x)) % 10
+        steps.append(f"{k}{x} {r}.")
+    return f"Sum mod 10: {_keyed(xs)}.", steps, str(r)
 
 
-FAMILIES: dict[str, Callable[[random.Random, int], Problem]] = {
+def counting(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
+    """Count the x among ``difficulty + 3`` letters x, y and z, one letter at a time."""
+    ws = [rng.choice("xyz") for _ in range(difficulty + 3)]
+    c, steps = 0, []
+    for k, w in zip(KEYS, ws, strict=False):
+        c += w == "x"
+        steps.append(f"{k}{w} {c}.")
+    return f"How many x: {_keyed(ws)}.", steps, str(c)
+
+
+def maximum(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
+    """The largest of ``difficulty + 2`` digits, with the running maximum."""
+    xs = [str(rng.randrange(10)) for _ in range(difficulty + 2)]
+    m, steps = 0, []
+    for k, x in zip(KEYS, xs, strict=False):
+        m = max(m, int(x))
+        steps.append(f"{k}{x} {m}.")
+    return f"Max: {_keyed(xs)}.", steps, str(m)
+
+
+def addition(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
+    """Add two ``difficulty + 1``-digit numbers given column by column (ones first), with carries."""
+    cols = [(rng.randrange(10), rng.randrange(10)) for _ in range(difficulty + 1)]
+    carry, steps, digits = 0, [], []
+    for k, (x, y) in zip(KEYS, cols, strict=False):
+        s = x + y + carry
+        steps.append(f"{k}{x}{y} {s % 10}c{s // 10}.")
+        digits.append(s % 10)
+        carry = s // 10
+    total = int("".join(str(d) for d in reversed(digits))) + carry * 10 ** len(digits)
+    a = int("".join(str(x) for x, _ in reversed(cols)))
+    b = int("".join(str(y) for _, y in reversed(cols)))
+    assert total == a + b
+    return f"Add by columns: {_keyed([f'{x}{y}' for x, y in cols])}.", steps, str(total)
+
+
+FAMILIES: dict[str, Callable[[random.Random, int], tuple[str, list[str], str]]] = {
     "addition": addition,
     "counting": counting,
-    "sorting": sorting,
+    "maximum": maximum,
     "modular": modular,
 }
 
 
+def make_problem(domain: str, rng: random.Random, difficulty: int) -> Problem:
+    question, steps, answer = FAMILIES[domain](rng, difficulty)
+    trace = " ".join(steps) + f" So {answer}."
+    u = rng.random()
+    rechecks = 2 if u < RECHECK_RATES[1] else 1 if u < sum(RECHECK_RATES) else 0
+    # "\nWait": a model ending its thinking writes "\n" then the end delimiter, which budget forcing
+    # replaces by "Wait"; the forced text then reads exactly like these rechecks.
+    trace += f"\nWait, {steps[-1]} So {answer}." * rechecks
+    return Problem(domain, question, trace, answer, difficulty)
+
+
 def make_problems(n: int, seed: int, max_difficulty: int = 5) -> list[Problem]:
     """``n`` problems, families in turn, difficulties uniform in 1..max_difficulty."""
+    if max_difficulty > len(KEYS) - 3:
+        raise ValueError(
+            f"max_difficulty must be at most {len(KEYS) - 3} (one key per item), got {max_difficulty}"
+        )
     rng = random.Random(seed)
     names = list(FAMILIES)
-    return [FAMILIES[names[i % len(names)]](rng, rng.randint(1, max_difficulty)) for i in range(n)]
+    return [make_problem(names[i % len(names)], rng, rng.randint(1, max_difficulty)) for i in range(n)]
