@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
@@ -11,20 +9,10 @@ from bench.reprompt import reprompt_generate
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
 from tests.unit.budget_reference import DONE, ERROR, RefRow, RefSpec
-from tests.unit.tiny_lm import favour_token, tiny_hf_model, tiny_tokenizer
+from tests.unit.tiny_lm import THINKING_QUESTIONS, s1_prompt, thinking_model, tiny_tokenizer
 
-QUESTIONS = [
-    "What is two and three?",
-    "Hmm, so the total",
-    "x",
-    "Check each case, if x is even",
-    "seven times six",
-]
+QUESTIONS = THINKING_QUESTIONS[:5]
 MAX_NEW = 60
-
-
-def s1_prompt(tok, q):
-    return tok.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n<|im_start|>think\n")
 
 
 def tags_prompt(tok, q):
@@ -36,18 +24,7 @@ def setup():
     """A tiny Llama that ends its thinking now and then: the end delimiter takes over the output row of
     the token it emits most, so greedy decoding hits it at prompt-dependent points."""
     tok = tiny_tokenizer()
-    hf = tiny_hf_model("llama", tok, seed=7)
-    prompts = [s1_prompt(tok, q) for q in QUESTIONS]
-    plain = Engine(hf, tok, max_batch=8, max_len=256).generate(
-        [Request(p, SamplingParams(max_new_tokens=MAX_NEW)) for p in prompts]
-    )
-    counts = Counter(t for r in plain for t in r.token_ids if t >= len(tok.all_special_ids))
-    common = counts.most_common(1)[0][0]
-    end_s1 = tok.convert_tokens_to_ids("<|im_start|>")
-    end_tags = tok.convert_tokens_to_ids("</think>")
-    favour_token(hf, end_s1, like=common, scale=1.5)
-    second = counts.most_common(2)[1][0]
-    favour_token(hf, end_tags, like=second, scale=1.5)
+    hf, _, _ = thinking_model("llama", tok, 7, QUESTIONS, MAX_NEW)
     return tok, hf
 
 

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
-import torch
 
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
-from tests.unit.tiny_lm import favour_token, tiny_hf_model, tiny_tokenizer
+from tests.unit.tiny_lm import THINKING_QUESTIONS, thinking_model, tiny_tokenizer
 
-QUESTIONS = [
-    "What is two and three?",
-    "Hmm, so the total",
-    "x",
-    "Check each case, if x is even",
-    "seven times six",
-    "The answer is",
-    "Wait, let me think",
-    "if x is even",
-    "two and three is five",
-]
 MAX_NEW = 70
 
 
@@ -30,21 +16,7 @@ def setup():
     """A tiny random Qwen2 whose end-of-thinking delimiters are frequent (they take over the output
     rows of tokens it emits often), so rows extend, cap and answer at different points."""
     tok = tiny_tokenizer()
-    hf = tiny_hf_model("qwen2", tok, seed=5)
-    # Untie the output embeddings so that favour_token can edit output rows alone.
-    hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.detach().clone())
-    hf.config.tie_word_embeddings = False
-    prompts = [
-        tok.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n<|im_start|>think\n")
-        for q in QUESTIONS
-    ]
-    plain = Engine(hf, tok, max_batch=8, max_len=256).generate(
-        [Request(p, SamplingParams(max_new_tokens=MAX_NEW)) for p in prompts]
-    )
-    counts = Counter(t for r in plain for t in r.token_ids if t >= len(tok.all_special_ids))
-    common = [t for t, _ in counts.most_common(3)]
-    favour_token(hf, tok.convert_tokens_to_ids("<|im_start|>"), like=common[0], scale=1.5)
-    favour_token(hf, tok.convert_tokens_to_ids("</think>"), like=common[1], scale=1.5)
+    hf, prompts, _ = thinking_model("qwen2", tok, 5, THINKING_QUESTIONS[:9], MAX_NEW)
     return tok, hf, prompts
 
 

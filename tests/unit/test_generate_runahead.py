@@ -9,26 +9,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import torch
 
 from s1kit.budget import BudgetSpec
 from s1kit.generate import Engine, Request, SamplingParams
 from s1kit.generate.step import COUNTER, DONE, POS
-from tests.unit.tiny_lm import favour_token, tiny_hf_model, tiny_tokenizer
+from tests.unit.tiny_lm import THINKING_QUESTIONS, thinking_model, tiny_tokenizer
 
-QUESTIONS = [
-    "What is two and three?",
-    "Hmm, so the total",
-    "x",
-    "Check each case, if x is even",
-    "seven times six",
-    "The answer is",
-    "Wait, let me think",
-    "if x is even",
-    "two and three is five",
-    "assistant user system",
-    "Final Answer: the sum",
-]
 MAX_NEW = 60
 RESULT_FIELDS = (
     "token_ids",
@@ -48,20 +34,7 @@ def setup():
     tokens it emits often, so budget rows extend, cap and answer at different points; the engine's EOS
     ids are the tokenizer's and a token the model emits now and then, so rows also end on EOS."""
     tok = tiny_tokenizer()
-    hf = tiny_hf_model("qwen2", tok, seed=5)
-    hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.detach().clone())
-    hf.config.tie_word_embeddings = False
-    prompts = [
-        tok.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n<|im_start|>think\n")
-        for q in QUESTIONS
-    ]
-    plain = Engine(hf, tok, max_batch=8, max_len=256).generate(
-        [Request(p, SamplingParams(max_new_tokens=MAX_NEW)) for p in prompts]
-    )
-    counts = Counter(t for r in plain for t in r.token_ids if t >= len(tok.all_special_ids))
-    common = [t for t, _ in counts.most_common(12)]
-    favour_token(hf, tok.convert_tokens_to_ids("<|im_start|>"), like=common[0], scale=1.5)
-    favour_token(hf, tok.convert_tokens_to_ids("</think>"), like=common[1], scale=1.5)
+    hf, prompts, common = thinking_model("qwen2", tok, 5, THINKING_QUESTIONS, MAX_NEW)
     eos = [tok.eos_token_id, common[10]]
     return tok, hf, prompts, eos, common
 

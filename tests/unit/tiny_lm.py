@@ -6,6 +6,7 @@ the chat and thinking delimiters as single special tokens.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
@@ -98,3 +99,54 @@ def favour_token(hf_model: Any, token: int, like: int, scale: float = 1.5) -> No
         if hf_model.config.tie_word_embeddings:
             raise ValueError("use an untied model (llama config in tiny_config)")
         head.weight[token] = head.weight[like] * scale
+
+
+# Questions for tests that need varied thinking: the first five, nine or all of them.
+THINKING_QUESTIONS = [
+    "What is two and three?",
+    "Hmm, so the total",
+    "x",
+    "Check each case, if x is even",
+    "seven times six",
+    "The answer is",
+    "Wait, let me think",
+    "if x is even",
+    "two and three is five",
+    "assistant user system",
+    "Final Answer: the sum",
+]
+
+
+def s1_prompt(tok: Any, question: str) -> list[int]:
+    """The chat prompt of ``question`` up to the s1 thinking delimiter, as token ids."""
+    ids: list[int] = tok.encode(
+        f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n<|im_start|>think\n"
+    )
+    return ids
+
+
+def thinking_model(
+    arch: str, tok: Any, seed: int, questions: list[str], max_new: int
+) -> tuple[Any, list[list[int]], list[int]]:
+    """A tiny random model that ends its thinking now and then, the s1 prompts of ``questions`` and
+    the tokens the untouched model emits most on them (most common first, specials left out).
+
+    The end delimiters take over the output rows of the two most common tokens (``<|im_start|>`` the
+    first, ``</think>`` the second), so greedy decoding hits them at prompt-dependent points. The
+    output embeddings are untied first, so that only output rows change.
+    """
+    from s1kit.generate import Engine, Request, SamplingParams
+
+    hf = tiny_hf_model(arch, tok, seed=seed)
+    if hf.config.tie_word_embeddings:
+        hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.detach().clone())
+        hf.config.tie_word_embeddings = False
+    prompts = [s1_prompt(tok, q) for q in questions]
+    plain = Engine(hf, tok, max_batch=8, max_len=256).generate(
+        [Request(p, SamplingParams(max_new_tokens=max_new)) for p in prompts]
+    )
+    counts = Counter(t for r in plain for t in r.token_ids if t >= len(tok.all_special_ids))
+    common = [t for t, _ in counts.most_common(12)]
+    favour_token(hf, tok.convert_tokens_to_ids("<|im_start|>"), like=common[0], scale=1.5)
+    favour_token(hf, tok.convert_tokens_to_ids("</think>"), like=common[1], scale=1.5)
+    return hf, prompts, common
