@@ -79,3 +79,19 @@ def test_warmup_then_cosine() -> None:
     assert f(5) == pytest.approx(1.0)
     assert f(5 + 95 // 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * (47 / 95))))
     assert f(99) < 0.001
+
+
+def test_every_train_option_says_what_it_does() -> None:
+    import argparse
+    import dataclasses
+
+    from s1kit.train.cli import add_arguments, field_docs
+    from s1kit.train.config import TrainConfig
+
+    docs = field_docs(TrainConfig)
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if not docs.get(f.name)]
+    assert not missing, f"TrainConfig fields without a docstring (the --help text): {missing}"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = parser.format_help()
+    assert "Peak learning rate after warm-up (s1: 1e-5). (default 1e-05)" in " ".join(text.split())

@@ -27,27 +27,48 @@ def _arg_type(tp: Any) -> tuple[Any, list[str] | None]:
     return tp, None
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (a string literal right after it), one line."""
+    import ast
+    import inspect
+    import itertools
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    out: dict[str, str] = {}
+    for stmt, nxt in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            out[stmt.target.id] = " ".join(nxt.value.value.split())
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from s1kit.train.config import PRESETS, TrainConfig
 
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from these values")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="start from these values (s1: the paper's)"
+    )
     hints = typing.get_type_hints(TrainConfig)
+    docs = field_docs(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         tp, choices = _arg_type(hints[f.name])
-        default = f.default
+        # argparse expands %-formats in help strings.
+        default = repr(f.default) if isinstance(f.default, str) else f.default
+        help_text = f"{docs.get(f.name, '')} (default {default})".strip().replace("%", "%%")
         if tp is bool:
             parser.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"(default {default})",
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            parser.add_argument(
-                flag, dest=f.name, type=tp, choices=choices, default=None, help=f"(default {default})"
-            )
+            parser.add_argument(flag, dest=f.name, type=tp, choices=choices, default=None, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -32,18 +32,28 @@ class TrainConfig:
     data: str = ""
     """JSONL / Parquet file, a folder of them, a ``save_to_disk`` folder, or a hub dataset name."""
     data_split: str = "train"
+    """Split to train on when ``data`` is a hub dataset or a ``save_to_disk`` folder."""
     question_field: str = "question"
+    """Column holding the question (the user turn)."""
     thinking_field: str = "thinking_trajectories"
+    """Column holding the reasoning trace (a string, or a list of strings joined with newlines)."""
     answer_field: str = "attempt"
+    """Column holding the answer written after the thinking."""
     system_prompt: str | None = None
+    """System turn to render before the question (none by default, as s1)."""
     think_style: ThinkStyle = "s1"
+    """``s1``: ``<|im_start|>think`` ... ``<|im_start|>answer``; ``think_tags``: ``<think>...</think>``."""
     answer_prefix: str = "Answer: "
     """Prepended to the answer unless it already contains it (s1 writes ``Answer: <attempt>``)."""
     block_size: int = 4096
+    """Tokens per packed block, and the longest sample (s1: 32768)."""
     overlong: Overlong = "truncate"
+    """What to do with a sample longer than ``block_size``: cut its end, or drop it (reported)."""
     packing: bool = True
+    """Pack samples into blocks with per-sample attention (no padding); off: pad each micro-batch."""
     # --- optimisation
     epochs: int = 1
+    """Passes over the data (s1: 5)."""
     max_steps: int | None = None
     """If set, overrides ``epochs``: the run stops after this many optimizer steps."""
     global_batch_size: int = 16
@@ -51,34 +61,57 @@ class TrainConfig:
     micro_batch_size: int = 1
     """Samples per forward when ``packing`` is off (packing puts one block per forward)."""
     lr: float = 1e-5
+    """Peak learning rate after warm-up (s1: 1e-5)."""
     min_lr_ratio: float = 0.0
+    """Cosine decay ends at ``lr * min_lr_ratio``."""
     warmup_ratio: float = 0.05
+    """Fraction of the steps spent warming up linearly from 0 (s1: 0.05)."""
     weight_decay: float = 1e-4
+    """AdamW weight decay on matrices (biases and norms get none; s1: 1e-4)."""
     adam_beta1: float = 0.9
+    """AdamW beta1."""
     adam_beta2: float = 0.95
+    """AdamW beta2."""
     adam_eps: float = 1e-8
+    """AdamW epsilon."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
     loss_reduction: LossReduction = "token"
     """``token``: mean over all target tokens of the global batch; ``sample``: s1's per-sample mean."""
     loss_chunk_size: int = 2048
+    """Tokens per chunk of the output projection + cross-entropy (the full logits never exist at once)."""
     seed: int = 42
+    """Seed of the data order and of any random initialisation."""
     # --- systems
     dtype: Literal["bf16", "fp32"] = "bf16"
     """Parameter / compute dtype. Master weights, optimizer state and gradient reduction stay fp32."""
     activation_checkpointing: ActivationCheckpointing = "none"
+    """Recompute in the backward pass: ``full`` (each decoder layer) or ``selective`` (each layer, but
+    matmul and attention outputs are kept, so only cheap elementwise ops run twice)."""
     cpu_offload: bool = False
+    """Keep parameters, gradients and optimizer state in host memory between uses (FSDP2 offload)."""
     attention: Attention = "auto"
+    """``auto``/``varlen``: s1kit's varlen attention over packed samples (cu_seqlens); ``sdpa``/``eager``:
+    transformers' own, with a block-diagonal mask from the restarting position ids."""
     device: str = "auto"
+    """``cuda``, ``cpu`` or ``auto`` (CUDA when available; gloo on CPU, NCCL on CUDA)."""
     # --- output
     output_dir: str = "runs/train"
+    """Where checkpoints, the log, the config and the exported model go."""
     save_every: int = 0
     """Checkpoint every N optimizer steps (0: only at the end)."""
     keep_checkpoints: int = 2
+    """How many of the latest checkpoints to keep on disk."""
     resume: bool = False
+    """Resume from the latest complete checkpoint in ``output_dir``."""
     export: bool = True
+    """Write a Hugging Face model folder (``output_dir/hf``) at the end."""
     log_every: int = 1
+    """Write a line to ``output_dir/log.jsonl`` every N steps."""
     progress: bool = True
+    """Show a progress bar (rank 0)."""
     tensorboard: bool = True
+    """Also log to TensorBoard (``output_dir/tb``) when ``tensorboard`` is installed."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
