@@ -81,3 +81,32 @@ def test_wait_is_forced_exactly_n_times_then_the_end_is_accepted() -> None:
     assert sum(thinking[i : i + len(wait)] == list(wait) for i in range(len(thinking))) >= n
     assert acc.thinking_tokens[0] == end_pos + 1
     assert acc.phase[0] == Phase.DONE and acc.answer_tokens[0] == 5
+
+
+def test_raw_logits_are_left_alone_and_only_forced_steps_change_the_scores() -> None:
+    """transformers keeps the unprocessed logits for ``output_logits``: the processor must edit a copy
+    on forced steps and may return the scores untouched (no copy) on the others."""
+    tok = tiny_tokenizer()
+    model = tiny_qwen2(len(tok), seed=1)
+    cap = 12
+    spec = BudgetSpec.from_tokenizer(tok, style="s1", max_thinking_tokens=cap, max_answer_tokens=20)
+    enc = encode(tok, PROMPTS[:1])
+    bf = HFBudgetForcing(spec, pad_token_id=tok.pad_token_id)
+    with torch.no_grad():
+        out = model.generate(
+            **enc,
+            max_new_tokens=40,
+            do_sample=False,
+            logits_processor=[bf.processor],
+            stopping_criteria=[bf.stopping],
+            pad_token_id=tok.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+            output_scores=True,
+        )
+    assert bool(bf.accounting().capped[0])
+    n_prefix = len(spec.answer_prefix)
+    for step, (raw, processed) in enumerate(zip(out.logits, out.scores, strict=True)):
+        assert torch.isfinite(raw).all(), f"step {step}: the raw logits were edited in place"
+        forced = cap <= step < cap + n_prefix
+        assert torch.equal(raw, processed) != forced, step

@@ -78,6 +78,9 @@ class HFBudgetForcing:
     def _apply(self, input_ids_BL: torch.Tensor, scores_BV: torch.Tensor) -> torch.Tensor:
         batch = self._sync(input_ids_BL)
         batch.mask(self._force, self._redirect, self._ban)
+        if not ((self._force >= 0).any() or (self._redirect >= 0).any()):
+            return scores_BV  # nothing to edit this step (most steps): no copy of the (B, V) scores
+        # transformers keeps the unprocessed logits for ``output_logits``, so edit a copy, not them.
         # Vectorized over rows (the same edit as the vLLM and SGLang adapters; see masking.py).
         return apply_mask(scores_BV.clone(), self._rows, self._force, self._redirect, self._ban)
 
