@@ -84,6 +84,7 @@ def test_small_demo_thinking_helps_and_rerun_reuses_stages(tmp_path: Path) -> No
     assert points[("truncation", f"cut={caps[0]}")] < hi, points
     report = (out / "report.md").read_text()
     assert "## 1-2. Pool and curation" in report and (out / "loss.png").is_file()
+    assert "problems solved per task family" in report
     assert json.loads((out / "curate" / "summary.json").read_text())["selected"] == demo.size.k
     again = demo.run()
     assert again["timings"] == result["timings"]  # every stage reused, none rerun

@@ -72,6 +72,29 @@ def _samples(samples_dir: Path, n: int = 2) -> list[str]:
     return lines or ["(no problem was solved at the largest cap and missed at the smallest)"]
 
 
+def _per_family(out: Path, labels: list[str]) -> list[str]:
+    """Budget forcing's accuracy per task family (the test set's ``domain``) at each sweep point."""
+    from s1kit.eval.runner import read_samples
+
+    domain = {}
+    for line in (out / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            domain[row["id"]] = row["domain"]
+    tally: dict[tuple[str, str], list[int]] = {}
+    for r in read_samples(out / "eval"):
+        if r["method"] == "budget_forcing" and r["problem_id"] in domain:
+            t = tally.setdefault((r["label"], domain[r["problem_id"]]), [0, 0])
+            t[0] += bool(r["correct"])
+            t[1] += 1
+    families = sorted(set(domain.values()))
+    lines = ["| point | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
+    for label in labels:
+        cells = [tally.get((label, f), [0, 0]) for f in families]
+        lines.append(f"| {label} | " + " | ".join(f"{c}/{n}" for c, n in cells) + " |")
+    return lines
+
+
 def write_demo_report(out: Path, settings: dict[str, Any]) -> Path:
     """Write ``<out>/report.md`` (and ``loss.png``); return its path."""
     from s1kit.eval.report import write_report
@@ -105,8 +128,8 @@ def write_demo_report(out: Path, settings: dict[str, Any]) -> Path:
         "",
         f"{summary['input_rows']} pool rows in four task families (the domains), {summary['selected']} "
         "selected. Decontamination is against the held-out test set; difficulty keeps traces longer than "
-        "the longest easiest-level trace of their family; diversity samples across domains, longer "
-        "traces first.",
+        "the longest easiest-level trace (without a recheck) of their family; diversity samples across "
+        "domains, longer traces first.",
         "",
         "| stage | in | out | dropped | reasons / note |",
         "|---|---:|---:|---:|---|",
@@ -153,6 +176,9 @@ def write_demo_report(out: Path, settings: dict[str, Any]) -> Path:
     for m in metrics:
         scaling = f"{float(m['scaling']):.1f}" if m["scaling"] not in ("", "None") else "-"
         lines.append(f"| {m['method']} | {_pct(m['control'])} | {scaling} | {_pct(m['performance'])} |")
+    bf_labels = [p["label"] for p in points if p["method"] == "budget_forcing"]
+    lines += ["", "Budget forcing, problems solved per task family:", ""]
+    lines += _per_family(out, bf_labels)
     lines += ["", "## 5. Sample generations (the same test problem at the smallest and largest cap)", ""]
     lines += _samples(out / "eval" / "samples")
     lines += ["", "Every sweep point and more samples: [eval/report.md](eval/report.md).", ""]
