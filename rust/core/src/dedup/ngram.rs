@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rayon::prelude::*;
 
-use super::normalize::{for_each_word, is_py_whitespace, lowercase, words};
+use super::normalize::{for_each_word, is_ascii_py_whitespace, is_py_whitespace, lowercase, words};
 use crate::{Error, Result};
 
 /// Default shingle width, as in s1's 8-gram decontamination.
@@ -48,29 +48,28 @@ pub fn hash_word(word: &str) -> u64 {
 /// [`hash_word`] on the word's UTF-8 bytes.
 #[inline]
 pub fn hash_word_bytes(bytes: &[u8]) -> u64 {
-    let mut h = K0 ^ (bytes.len() as u64).wrapping_mul(K1);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h ^ v).wrapping_mul(K1).rotate_left(29);
+    hash_bytes_mapped(bytes, 0, bytes.len(), |v| v)
+}
+
+/// The word hash of `bytes[start..end]`, each little-endian 8-byte block (the last one zero-padded)
+/// passed through `map` first: the identity for [`hash_word_bytes`], ASCII lowercasing for
+/// [`hash_ascii_word_lower`].
+#[inline(always)]
+fn hash_bytes_mapped(bytes: &[u8], start: usize, end: usize, map: impl Fn(u64) -> u64) -> u64 {
+    let mut h = K0 ^ ((end - start) as u64).wrapping_mul(K1);
+    let mut at = start;
+    while at + 8 <= end {
+        h = (h ^ map(load_padded(bytes, at, 8)))
+            .wrapping_mul(K1)
+            .rotate_left(29);
+        at += 8;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(buf))
+    if at < end {
+        h = (h ^ map(load_padded(bytes, at, end - at)))
             .wrapping_mul(K1)
             .rotate_left(29);
     }
     fmix64(h)
-}
-
-/// Python whitespace among the ASCII bytes (`\t..\r`, `\x1c..\x1f`, space) as a bit mask.
-const ASCII_WS: u64 = 0b1_1111_0000_0000_0000_0011_1110_0000_0000;
-
-#[inline]
-fn is_ascii_ws(b: u8) -> bool {
-    b <= b' ' && (ASCII_WS >> b) & 1 == 1
 }
 
 /// Eight ASCII bytes lowercased at once: every byte is below 0x80, so the per-byte additions below
@@ -106,19 +105,7 @@ fn load_padded(bytes: &[u8], at: usize, len: usize) -> u64 {
 /// [`hash_word_bytes`] of the lowercase of the ASCII word `bytes[start..end]`, without building it.
 #[inline]
 fn hash_ascii_word_lower(bytes: &[u8], start: usize, end: usize) -> u64 {
-    let len = end - start;
-    let mut h = K0 ^ (len as u64).wrapping_mul(K1);
-    let mut at = start;
-    while at + 8 <= end {
-        let v = ascii_lower8(load_padded(bytes, at, 8));
-        h = (h ^ v).wrapping_mul(K1).rotate_left(29);
-        at += 8;
-    }
-    if at < end {
-        let v = ascii_lower8(load_padded(bytes, at, end - at));
-        h = (h ^ v).wrapping_mul(K1).rotate_left(29);
-    }
-    fmix64(h)
+    hash_bytes_mapped(bytes, start, end, ascii_lower8)
 }
 
 /// The first index `j >= i` with `bytes[j] <= b' '` or `bytes[j] >= 0x80` (whitespace candidates and
@@ -147,7 +134,7 @@ fn next_special(bytes: &[u8], mut i: usize) -> usize {
 fn ws_len_at(text: &str, i: usize) -> usize {
     let b = text.as_bytes()[i];
     if b < 0x80 {
-        return usize::from(is_ascii_ws(b));
+        return usize::from(is_ascii_py_whitespace(b));
     }
     let c = text[i..].chars().next().expect("i is on a char boundary");
     if is_py_whitespace(c) {
@@ -183,7 +170,7 @@ pub(crate) fn word_hashes_into(text: &str, out: &mut Vec<u64>) {
             }
             let b = bytes[i];
             if b < 0x80 {
-                if is_ascii_ws(b) {
+                if is_ascii_py_whitespace(b) {
                     break;
                 }
                 i += 1;
@@ -542,7 +529,7 @@ mod tests {
             assert_eq!(fast, py, "{t:?}");
         }
         for b in 0u8..128 {
-            assert_eq!(is_ascii_ws(b), is_py_whitespace(char::from(b)));
+            assert_eq!(is_ascii_py_whitespace(b), is_py_whitespace(char::from(b)));
             let v = u64::from(b) * 0x0101_0101_0101_0101;
             let l = u64::from(b.to_ascii_lowercase()) * 0x0101_0101_0101_0101;
             assert_eq!(ascii_lower8(v), l, "{b}");
