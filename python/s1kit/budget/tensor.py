@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -239,26 +239,70 @@ class Snapshot:
         return self.ring_RB[np.arange(count, self.count) % r]
 
 
-class HostCopy:
-    """A copy to the host in flight (CUDA: pinned memory and an event; CPU: already complete)."""
+class PinnedCopy:
+    """A device-to-host copy in flight into one buffer set of a :class:`PinnedBuffers` (CUDA: pinned
+    memory and an event; CPU: already complete). A source left out (``None``) reads back as ``None``."""
 
     def __init__(
-        self, owner: TensorBudget, buffers: tuple[torch.Tensor, ...], event: torch.cuda.Event | None
+        self,
+        owner: PinnedBuffers,
+        buffers: tuple[torch.Tensor, ...],
+        present: tuple[bool, ...],
+        event: torch.cuda.Event | None,
     ) -> None:
-        self._owner, self._buffers, self._event = owner, buffers, event
-        self._generation = owner._copies
+        self._owner, self._buffers, self._present, self._event = owner, buffers, present, event
+        self._generation = owner.started
 
     def ready(self) -> bool:
         """Whether the copy has landed (never blocks)."""
         return self._event is None or bool(self._event.query())
 
-    def result(self) -> Snapshot:
-        """Wait for the copy (if needed) and read it. Valid until two more copy-outs are started."""
-        if self._owner._copies - self._generation >= len(self._owner._pinned):
+    def arrays(self) -> list[npt.NDArray[Any] | None]:
+        """Wait for the copy (if needed) and return numpy copies of the buffers. Valid until two more
+        copies are started on the same buffers."""
+        if self._owner.started - self._generation >= len(self._owner.sets):
             raise RuntimeError("this copy's pinned buffer was reused: read a copy before starting two more")
         if self._event is not None:
             self._event.synchronize()
-        state_FB, ring_RB, count_1 = (b.numpy().copy() for b in self._buffers)
+        return [b.numpy().copy() if p else None for b, p in zip(self._buffers, self._present, strict=True)]
+
+
+class PinnedBuffers:
+    """Two host buffer sets shaped like ``like`` (pinned when ``pin``), used in turn, so one copy can be
+    read while the next is in flight."""
+
+    def __init__(self, like: tuple[torch.Tensor, ...], pin: bool) -> None:
+        self.sets = [
+            tuple(torch.empty(x.shape, dtype=x.dtype, pin_memory=pin) for x in like) for _ in range(2)
+        ]
+        self.started = 0
+
+    def start(self, sources: tuple[torch.Tensor | None, ...], cls: type[_C]) -> _C:
+        """Copy ``sources`` into the next buffer set, ordered after the work queued on the current
+        stream (asynchronous on CUDA, an event marks completion); return the copy as a ``cls``."""
+        bufs = self.sets[self.started % len(self.sets)]
+        self.started += 1
+        cuda = any(x is not None and x.is_cuda for x in sources)
+        for dst, src in zip(bufs, sources, strict=True):
+            if src is not None:
+                dst.copy_(src, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return cls(self, bufs, tuple(x is not None for x in sources), event)
+
+
+_C = TypeVar("_C", bound=PinnedCopy)
+
+
+class HostCopy(PinnedCopy):
+    """A :meth:`TensorBudget.copy_out` in flight."""
+
+    def result(self) -> Snapshot:
+        """Wait for the copy (if needed) and read it. Valid until two more copy-outs are started."""
+        state_FB, ring_RB, count_1 = self.arrays()
+        assert state_FB is not None and ring_RB is not None and count_1 is not None
         return Snapshot(int(count_1[0]), ring_RB, accounting_from_state(state_FB))
 
 
@@ -318,15 +362,7 @@ class TensorBudget:
         self.done_B = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.ring_RB = torch.full((ring, capacity), -1, dtype=i64, device=dev)
         self.count_1 = torch.zeros(1, dtype=i64, device=dev)
-        pin = self.device.type == "cuda"
-        self._pinned = [
-            tuple(
-                torch.empty(x.shape, dtype=x.dtype, pin_memory=pin)
-                for x in (self.state_FB, self.ring_RB, self.count_1)
-            )
-            for _ in range(2)
-        ]
-        self._copies = 0
+        self._pinned = PinnedBuffers((self.state_FB, self.ring_RB, self.count_1), self.device.type == "cuda")
         self._version = -1
         self._rows: dict[str, npt.NDArray[np.int64]] = {}
         self._occupied = np.zeros(capacity, np.bool_)
@@ -493,13 +529,4 @@ class TensorBudget:
         the current stream, an event marks completion); on CPU it is a plain copy. Call it at least
         every ``R`` steps so that no emitted token is overwritten before it is copied.
         """
-        bufs = self._pinned[self._copies % len(self._pinned)]
-        self._copies += 1
-        cuda = self.device.type == "cuda"
-        for dst, src in zip(bufs, (self.state_FB, self.ring_RB, self.count_1), strict=True):
-            dst.copy_(src, non_blocking=cuda)
-        event = None
-        if cuda:
-            event = torch.cuda.Event()
-            event.record()
-        return HostCopy(self, bufs, event)
+        return self._pinned.start((self.state_FB, self.ring_RB, self.count_1), HostCopy)

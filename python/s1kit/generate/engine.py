@@ -520,7 +520,6 @@ class _Run:
         n = tokens_KN.shape[1]
         alive = np.ones(n, dtype=bool)
         before = self.host["counter"][:n].copy()  # tokens each row had before the window
-        eos_end = len(self.is_eos_V) - 1
         for s, ids_N in enumerate(tokens_KN):
             live = np.flatnonzero(alive)
             if not len(live):
@@ -531,30 +530,11 @@ class _Run:
                     "internal error: the device froze a row the host has not finished (slots "
                     f"{live[ids < 0].tolist()}, window step {s}); please report it"
                 )
-            id_list = ids.tolist()
-            rows = [self.slots[j] for j in live.tolist()]
-            for row, t in zip(rows, id_list, strict=True):
-                row.tokens.append(t)
-            if self.on_token is not None:
-                for row, t in zip(rows, id_list, strict=True):
-                    self.on_token(row.request_id, t)
-            maybe = (
-                (before[live] + s + 1 >= self.limit_N[live])
-                | self.is_eos_V[np.minimum(ids, eos_end)]
-                | (ids >= self.vocab_N[live])
-                | self.slow_N[live]
-            )
-            candidates = live[maybe]
-            if not len(candidates):
-                continue
-            acc = accounting_from_state(states_RFN[s]) if states_RFN is not None and self.n_budget else None
-            now = time.perf_counter()
-            for slot in candidates.tolist():
-                row = self.slots[slot]
-                row.finish = self._finish_reason(row, row.tokens[-1], slot, acc)
-                if row.finish is not None:
-                    self._finish(row, slot, acc, now)
-                    alive[slot] = False
+
+            def acc(s: int = s) -> Accounting | None:  # the budget counters as of step s
+                return accounting_from_state(states_RFN[s]) if states_RFN is not None else None
+
+            alive[self._book(live, ids, ids, before[live] + s + 1, acc)] = False
 
     def _absorb(self, start: int, sampled: np.ndarray, *, prefill: bool) -> None:
         """Apply the budget override to slots ``[start, start + len(sampled))`` and book the tokens.
@@ -572,30 +552,48 @@ class _Run:
         n_tok = h["counter"][sl] + 1 if not prefill else np.ones(k, dtype=np.int64)
         h["counter"][sl] = n_tok
         h["pos"][sl] = self.prompt_len_N[sl] + n_tok - 1
+        self._book(np.arange(start, start + k), emitted, sampled, n_tok, self._accounting)
+
+    def _book(
+        self,
+        slots: np.ndarray,
+        emitted: np.ndarray,
+        sampled: np.ndarray,
+        n_tok: np.ndarray,
+        accounting: Callable[[], Accounting | None],
+    ) -> np.ndarray:
+        """One step's booking for rows ``slots``: append and stream each row's emitted token, then finish
+        the rows it ends. ``n_tok``: each row's token count with it; ``sampled``: what the device
+        sampled (checked against the spec's vocabulary); ``accounting``: the budget counters as of this
+        step, asked for only if a budget row may finish. Vectorised over rows; only rows that may
+        finish (or need stop-string checks) reach Python. Returns the slots that finished."""
         ids = emitted.tolist()
-        for row, t in zip(self.slots[sl], ids, strict=True):
+        rows = [self.slots[j] for j in slots.tolist()]
+        for row, t in zip(rows, ids, strict=True):
             row.tokens.append(t)
         if self.on_token is not None:
-            for row, t in zip(self.slots[sl], ids, strict=True):
+            for row, t in zip(rows, ids, strict=True):
                 self.on_token(row.request_id, t)
         maybe = (
-            (n_tok >= self.limit_N[sl])
+            (n_tok >= self.limit_N[slots])
             | self.is_eos_V[np.minimum(emitted, len(self.is_eos_V) - 1)]
-            | (sampled >= self.vocab_N[sl])
+            | (sampled >= self.vocab_N[slots])
             | (sampled < 0)
-            | self.slow_N[sl]
+            | self.slow_N[slots]
         )
         candidates = np.flatnonzero(maybe)
+        finished: list[int] = []
         if not len(candidates):
-            return
-        acc = self._accounting() if self.n_budget else None
+            return np.array(finished, dtype=np.int64)
+        acc = accounting() if self.n_budget else None
         now = time.perf_counter()
         for j in candidates.tolist():
-            slot = start + j
-            row = self.slots[slot]
+            slot, row = int(slots[j]), rows[j]
             row.finish = self._finish_reason(row, ids[j], slot, acc)
             if row.finish is not None:
                 self._finish(row, slot, acc, now)
+                finished.append(slot)
+        return np.array(finished, dtype=np.int64)
 
     def budget_override(self, start: int, sampled: np.ndarray) -> np.ndarray:
         """(sampled tokens of slots ``start..``) -> per row the forced token, or -1.

@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from s1kit.budget.tensor import STATE_FIELDS, TensorBudget
+from s1kit.budget.tensor import STATE_FIELDS, PinnedBuffers, PinnedCopy, TensorBudget
 from s1kit.generate.cache import StaticKVCache
 from s1kit.generate.model import Transformer
 from s1kit.generate.sampling import SamplingMode, sample
@@ -91,7 +91,7 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
 
 
-class AheadCopy:
+class AheadCopy(PinnedCopy):
     """The copy-out of a run-ahead window in flight (CUDA: pinned memory and an event; CPU: done).
 
     :meth:`result` returns ``(ring_RN, in_5N, state_ring_RFN or None)`` as numpy arrays: row ``s`` of
@@ -99,26 +99,15 @@ class AheadCopy:
     state after it; ``in_5N`` the per-slot ``pos``/``counter``/``done`` after the window.
     """
 
-    def __init__(
-        self, owner: DecodeStep, buffers: tuple[torch.Tensor, ...], event: torch.cuda.Event | None
-    ) -> None:
-        self._owner, self._buffers, self._event = owner, buffers, event
-        self._generation = owner._copies
-
-    def ready(self) -> bool:
-        """Whether the copy has landed (never blocks)."""
-        return self._event is None or bool(self._event.query())
+    step: DecodeStep  # the step that started it (set by DecodeStep.copy_out): counts host waits
 
     def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
         """Wait for the copy (the window's one host synchronisation) and read it. Valid until two more
         copy-outs are started."""
-        if self._owner._copies - self._generation >= len(self._owner._pinned):
-            raise RuntimeError("this copy's pinned buffer was reused: read a copy before starting two more")
-        if self._event is not None:
-            self._event.synchronize()
-        self._owner.host_waits += 1
-        ring, io, states = (b.numpy().copy() for b in self._buffers)
-        return ring, io, states if len(self._buffers[2]) else None
+        ring, io, states = self.arrays()
+        assert ring is not None and io is not None
+        self.step.host_waits += 1
+        return ring, io, states
 
 
 class DecodeStep:
@@ -184,14 +173,7 @@ class DecodeStep:
         self.ring = ring
         self.ring_RN = torch.full((ring, N), -1, dtype=torch.int64, device=dev)
         self.state_ring_RFN = torch.zeros((ring, len(STATE_FIELDS), N), dtype=torch.int64, device=dev)
-        self._pinned = [
-            tuple(
-                torch.empty(x.shape, dtype=torch.int64, pin_memory=self._pin)
-                for x in (self.ring_RN, self.in_5N, self.state_ring_RFN)
-            )
-            for _ in range(2)
-        ]
-        self._copies = 0
+        self._pinned = PinnedBuffers((self.ring_RN, self.in_5N, self.state_ring_RFN), self._pin)
         self._graphs = {k: g for k, g in getattr(self, "_graphs", {}).items() if not k[4]}
 
     # numpy views of the host buffers (shared memory), for the engine's bookkeeping.
@@ -334,20 +316,11 @@ class DecodeStep:
 
     def copy_out(self, budget: bool) -> AheadCopy:
         """Start copying the rings and the per-slot state to pinned host memory (asynchronous on CUDA)."""
-        ring, io, states = self._pinned[self._copies % len(self._pinned)]
-        self._copies += 1
-        cuda = self.device.type == "cuda"
-        ring.copy_(self.ring_RN, non_blocking=cuda)
-        io.copy_(self.in_5N, non_blocking=cuda)
-        if budget:
-            states.copy_(self.state_ring_RFN, non_blocking=cuda)
-        else:
-            states = states[:0]
-        event = None
-        if cuda:
-            event = torch.cuda.Event()
-            event.record()
-        return AheadCopy(self, (ring, io, states), event)
+        copy = self._pinned.start(
+            (self.ring_RN, self.in_5N, self.state_ring_RFN if budget else None), AheadCopy
+        )
+        copy.step = self
+        return copy
 
     def _capture(self, B: int, S: int, mode: SamplingMode, budget: bool, ahead: bool) -> torch.cuda.CUDAGraph:
         """Warm up on a side stream, then capture. The warm-up runs are made idempotent by restoring
