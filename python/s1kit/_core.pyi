@@ -129,9 +129,16 @@ class BudgetBatch:
         ban: npt.NDArray[np.int32],
         rows: npt.NDArray[Any] | None = None,
     ) -> None:
-        """Mask mode, before sampling: forced token, redirect target (or -1) and banned ids (-1 padded)."""
-    def advance(self, emitted: npt.NDArray[Any], rows: npt.NDArray[Any] | None = None) -> None:
-        """Mask mode, after sampling: the tokens the stack emitted."""
+        """Mask mode, before sampling: forced token, or the redirect token (or -1) that replaces the
+        attempts to end, which are the banned ids (-1 padded); the stack takes or declines it."""
+    def advance(
+        self,
+        emitted: npt.NDArray[Any],
+        rows: npt.NDArray[Any] | None = None,
+        redirected: npt.NDArray[Any] | None = None,
+    ) -> None:
+        """Mask mode, after sampling: the tokens the stack emitted and, per entry, whether it took the
+        row's redirect (nonzero) or declined it (0); None: no entry took one."""
     def accounting(self) -> dict[str, npt.NDArray[Any]]:
         """Per-slot phase, error, thinking/answer/forced tokens, extensions used, capped."""
     def row_state(self, slot: int) -> dict[str, Any] | None:
@@ -144,7 +151,8 @@ def budget_tables(batch: BudgetBatch) -> dict[str, npt.NDArray[np.int32]]:
     ``max_answer_tokens`` (-1: no cap), ``min_thinking_tokens``, ``num_extensions``, ``grace_tokens``,
     ``initial_phase``, ``eos_to_answer``, ``state_base``, ``num_states``, ``ext_seq_base``,
     ``num_ext_seqs``, ``answer_seq`` (-1: none); the automaton ``alphabet`` (S, K), ``next``
-    (T, K + 1; the last column for any id outside the alphabet) and ``kinds`` (T); the forced
+    (T, K + 1; the last column for any id outside the alphabet), ``kinds`` (T) and ``answer_overlap``
+    (T: where forcing the answer prefix starts in that state); the forced
     sequences ``seqs`` (Q, L) and ``seq_len`` (Q); ``eos`` (S, E) and ``newline`` (S, N). 2-D tables are
     padded with -1. The layout is documented in the Rust module ``s1kit_core::budget::tables``.
     """

@@ -68,18 +68,25 @@ def finished(tokens: list[int]) -> bool:
     return (bool(tokens) and tokens[-1] == EOS) or len(tokens) >= MAX_NEW
 
 
-def reference_apply(logits_V: torch.Tensor, force: int, redirect: int, banned: list[int]) -> torch.Tensor:
-    """The core's mask decisions on one row, written plainly (independent of the adapters' code)."""
+def reference_apply(
+    logits_V: torch.Tensor, force: int, redirect: int, banned: list[int]
+) -> tuple[torch.Tensor, bool]:
+    """The core's mask decisions on one row, written plainly (independent of the adapters' code):
+    the edited logits, and whether the redirect was taken (the row's argmax is an end attempt)."""
     out = logits_V.clone()
     if force >= 0:
         out[:] = float("-inf")
         out[force] = 0.0
-    elif redirect >= 0:
-        pooled = torch.logsumexp(torch.stack([logits_V[redirect]] + [logits_V[b] for b in banned]), 0)
-        for b in banned:
-            out[b] = float("-inf")
-        out[redirect] = pooled
-    return out
+        return out, False
+    if redirect < 0:
+        return out, False
+    if int(torch.argmax(logits_V)) in banned:
+        out[:] = float("-inf")
+        out[redirect] = 0.0
+        return out, True
+    for b in banned:
+        out[b] = float("-inf")
+    return out, False
 
 
 def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, int | bool] | None]]:
@@ -101,15 +108,16 @@ def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, 
         while not finished(seqs[r]):
             k = len(seqs[r])
             logits = model_logits(r, k)
+            taken = False
             if all_specs[kind] is not None:
                 batch.mask(force, redirect, ban, rows)
-                logits = reference_apply(
+                logits, taken = reference_apply(
                     logits, int(force[0]), int(redirect[0]), [int(b) for b in ban[0] if b >= 0]
                 )
             t = draw(logits, r, k)
             seqs[r].append(t)
             if all_specs[kind] is not None:
-                batch.advance(np.asarray([t], np.int64), rows)
+                batch.advance(np.asarray([t], np.int64), rows, np.asarray([int(taken)], np.int64))
     states = [batch.row_state(r) if all_specs[kind] is not None else None for r, kind in enumerate(kinds)]
     for s in states:
         assert s is None or s["phase"] != Phase.ERROR, "the reference itself must honour the core"

@@ -85,7 +85,8 @@ def test_wait_is_forced_exactly_n_times_then_the_end_is_accepted() -> None:
 
 def test_raw_logits_are_left_alone_and_only_forced_steps_change_the_scores() -> None:
     """transformers keeps the unprocessed logits for ``output_logits``: the processor must edit a copy
-    on forced steps and may return the scores untouched (no copy) on the others."""
+    where it edits (forced steps; the EOS ban in thinking) and may return the scores untouched (no
+    copy) on the others."""
     tok = tiny_tokenizer()
     model = tiny_qwen2(len(tok), seed=1)
     cap = 12
@@ -104,9 +105,17 @@ def test_raw_logits_are_left_alone_and_only_forced_steps_change_the_scores() -> 
             output_logits=True,
             output_scores=True,
         )
-    assert bool(bf.accounting().capped[0])
-    n_prefix = len(spec.answer_prefix)
+    acc = bf.accounting()
+    assert bool(acc.capped[0])
+    n_forced = int(acc.forced_tokens[0])  # the answer prefix, less what the model already wrote
     for step, (raw, processed) in enumerate(zip(out.logits, out.scores, strict=True)):
         assert torch.isfinite(raw).all(), f"step {step}: the raw logits were edited in place"
-        forced = cap <= step < cap + n_prefix
-        assert torch.equal(raw, processed) != forced, step
+        if step < cap:
+            # Thinking: an EOS would be replaced by the answer prefix; greedy did not pick it, so
+            # the redirect is declined and only the EOS is banned.
+            expect = raw.clone()
+            expect[:, tok.eos_token_id] = float("-inf")
+            assert torch.equal(processed, expect), step
+        else:
+            forced = step < cap + n_forced
+            assert torch.equal(raw, processed) != forced, step

@@ -57,7 +57,7 @@ class BudgetBatch:
 
     Override mode: after sampling, ``step(sampled_B, out_B)`` writes per entry the token that must
     replace the sampled one, or -1. Mask mode (logits-only stacks): before sampling,
-    ``mask(force_B, redirect_B, ban_BK)``; after it, ``advance(emitted_B)``.
+    ``mask(force_B, redirect_B, ban_BK)``; after it, ``advance(emitted_B, rows, redirected_B)``.
     ``max_rollback`` is how many tokens :meth:`rollback` can undo per row.
     """
 
@@ -136,13 +136,23 @@ class BudgetBatch:
         ban_BK: npt.NDArray[np.int32],
         rows: IntArray | None = None,
     ) -> None:
-        """Mask mode, before sampling: tokens to force, tokens to ban, and redirect targets."""
+        """Mask mode, before sampling: per entry a token to force (``force_B[i] >= 0``), or the
+        attempts to end thinking (``ban_BK[i]``, padded with -1) and the token that replaces them
+        (``redirect_B[i]``; -1: none). The stack takes the redirect when the model attempts to end
+        (forcing ``redirect_B[i]``) or declines it (banning ``ban_BK[i]``), and says which to
+        :meth:`advance`; :func:`s1kit.budget.adapters.masking.apply_mask` does both."""
         self._inner.mask(force_B, redirect_B, ban_BK, rows)
 
-    def advance(self, emitted_B: IntArray, rows: IntArray | None = None) -> None:
-        """Mask mode, after sampling: the tokens the stack emitted."""
+    def advance(
+        self, emitted_B: IntArray, rows: IntArray | None = None, redirected_B: IntArray | None = None
+    ) -> None:
+        """Mask mode, after sampling: the tokens the stack emitted, and per entry whether it took the
+        row's redirect (nonzero: it forced ``redirect_B[i]`` because the model attempted to end;
+        0: it declined it; ``None``: no entry took one). See :mod:`s1kit.budget.adapters.masking`."""
         self._version += 1
-        self._inner.advance(emitted_B, rows)
+        if redirected_B is not None and redirected_B.dtype not in (np.int32, np.int64):
+            redirected_B = np.ascontiguousarray(redirected_B, np.int64)  # e.g. bool or uint8 flags
+        self._inner.advance(emitted_B, rows, redirected_B)
 
     def tables(self) -> dict[str, npt.NDArray[np.int32]]:
         """The specs of the rows now in the batch as flat int32 tables (layout: the Rust module

@@ -361,10 +361,13 @@ enum S1kitStatus s1kit_batch_step(struct S1kitBatch *batch,
 /*
  Mask mode, before sampling, for `n` entries (rows as in `s1kit_batch_step`). Per entry:
  `force[i]`: the token the row must emit (give it all the probability), or -1; otherwise
- `redirect[i]`: -1, or the token onto which the probability of the banned tokens
- `ban[i*width .. i*width+width]` (padded with -1) must be moved:
- `logit[r] = logsumexp(logit[r], logit[banned...])`, then `logit[banned] = -inf`.
- `width` must be at least `s1kit_batch_ban_width`. Reads state only.
+ `redirect[i]`: -1 (leave the logits alone), or the token that replaces an attempt to end
+ thinking, with the attempts listed in `ban[i*width .. i*width+width]` (padded with -1). For a
+ redirect entry the engine either TAKES the redirect (the model attempts to end: under greedy
+ decoding when the argmax is a banned token; under sampling with probability equal to the banned
+ tokens' total probability) and forces `redirect[i]`, or DECLINES it and sets the banned logits
+ to -inf; it reports which to `s1kit_batch_advance`. `width` must be at least
+ `s1kit_batch_ban_width`. Reads state only.
 
  # Safety
  `batch` must be a live handle; `force`, `redirect` hold `n` values, `ban` holds `n * width`;
@@ -379,13 +382,17 @@ enum S1kitStatus s1kit_batch_mask(struct S1kitBatch *batch,
                                   size_t width);
 
 /*
- Mask mode, after sampling: the `n` tokens the engine emitted under the last mask.
+ Mask mode, after sampling: the `n` tokens the engine emitted under the last mask, and per entry
+ `redirected[i]` (1: the engine took that entry's redirect and forced `redirect[i]`; 0: it declined
+ it, or the entry had none). `redirected` may be null: no entry took its redirect.
 
  # Safety
- `batch` must be a live handle; `emitted` holds `n` values; `rows` null or `n`.
+ `batch` must be a live handle; `emitted` holds `n` values; `redirected` null or `n`; `rows`
+ null or `n`.
  */
 enum S1kitStatus s1kit_batch_advance(struct S1kitBatch *batch,
                                      const int64_t *emitted,
+                                     const uint8_t *redirected,
                                      const uint32_t *rows,
                                      size_t n);
 

@@ -45,8 +45,9 @@ fn spec() -> impl Strategy<Value = CompiledSpec> {
         )
 }
 
-/// Drive one row; return (phase before, override, phase after, thinking after) per step.
-type Log = Vec<(Phase, i32, Phase, u32, u32, u32)>;
+/// Drive one row; per step: (phase before, override, phase after, thinking after, extensions
+/// before, extensions after, automaton state before).
+type Log = Vec<(Phase, i32, Phase, u32, u32, u32, u32)>;
 
 fn run(c: &Arc<CompiledSpec>, prompt: &[u32], stream: &[i64]) -> (BudgetBatch, Log) {
     let mut b = BudgetBatch::new(1, 64);
@@ -65,6 +66,7 @@ fn run(c: &Arc<CompiledSpec>, prompt: &[u32], stream: &[i64]) -> (BudgetBatch, L
             s.thinking_tokens,
             before.extensions_used,
             s.extensions_used,
+            before.matcher_state,
         ));
     }
     (b, log)
@@ -80,7 +82,7 @@ proptest! {
         let (_, log) = run(&c, &prompt, &stream);
         if let Some(max) = c.spec().max_thinking_tokens {
             let longest = c.spec().extensions.iter().map(Vec::len).max().unwrap_or(0) as u32;
-            for &(_, _, _, thinking, _, _) in &log {
+            for &(_, _, _, thinking, _, _, _) in &log {
                 prop_assert!(thinking <= max + c.spec().grace_tokens + longest);
             }
         }
@@ -92,14 +94,15 @@ proptest! {
         let (_, log) = run(&c, &[], &stream);
         let mut i = 0;
         while i < log.len() {
-            let (before, o, after, _, used, used_after) = log[i];
+            let (before, o, after, _, used, used_after, m) = log[i];
             let started_extension = used_after > used;
-            // A forced sequence starts where the row leaves free sampling: find which one.
-            let seq: Option<&Vec<u32>> = if before == Phase::Thinking && after == Phase::Answer && o >= 0 {
-                Some(&c.spec().answer_prefix)
+            // A forced sequence starts where the row leaves free sampling: find which one. The
+            // answer prefix continues the part of it the stream already ends with.
+            let seq: Option<&[u32]> = if before == Phase::Thinking && after == Phase::Answer && o >= 0 {
+                Some(&c.spec().answer_prefix[c.answer_overlap(m)..])
             } else if before == Phase::Thinking && after == Phase::Thinking && o >= 0 && started_extension {
                 let exts = &c.spec().extensions;
-                Some(&exts[used as usize % exts.len()])
+                Some(&exts[used as usize % exts.len()][..])
             } else {
                 None
             };
@@ -158,20 +161,51 @@ proptest! {
     }
 
     #[test]
-    fn rollback_then_replay_is_identity(c in spec(), stream in prop::collection::vec(0i64..V as i64, 1..40),
-                                        k in 0usize..8) {
+    fn rollback_after_any_steps_restores_the_state_in_every_phase(
+        c in spec(), prompt in prop::collection::vec(0..V, 0..4),
+        head in prop::collection::vec(-1i64..V as i64 + 1, 0..40),
+        tail in prop::collection::vec(-1i64..V as i64 + 1, 0..12),
+        flags in prop::collection::vec(any::<bool>(), 12),
+        mask_mode in any::<bool>(),
+    ) {
+        // Whatever the phase the tail reaches (done and error included), rollback(k) after k more
+        // steps leaves the row exactly as if they had never been fed; replaying them gives the same.
         let c = Arc::new(c);
-        let (mut b, log) = run(&c, &[], &stream);
-        let end = *b.state(0).unwrap();
-        let advanced = log.iter().filter(|(before, ..)| !matches!(before, Phase::Done | Phase::Error)).count();
-        let k = k.min(advanced);
-        b.rollback(0, k).unwrap();
-        // Replay the same last k samples: the same overrides and the same final state.
+        let mut b = BudgetBatch::new(1, 16);
+        b.insert(0, c.clone()).unwrap();
+        b.process_prompt(0, &prompt).unwrap();
         let mut out = [0i32];
-        for (&t, &(_, o, _, _, _, _)) in stream[..advanced].iter().zip(&log[..advanced]).skip(advanced - k) {
-            b.step(&[t], &mut out).unwrap();
-            prop_assert_eq!(out[0], o);
+        let feed = |b: &mut BudgetBatch, t: i64, f: bool, out: &mut [i32; 1]| {
+            if mask_mode {
+                b.advance(&[t], Some(&[u8::from(f)]), None).unwrap();
+                out[0] = -1;
+            } else {
+                b.step(&[t], out).unwrap();
+            }
+        };
+        for &t in &head {
+            feed(&mut b, t, false, &mut out);
         }
-        prop_assert_eq!(*b.state(0).unwrap(), end);
+        let start = *b.state(0).unwrap();
+        let mut log = Vec::new();
+        for (&t, &f) in tail.iter().zip(&flags) {
+            feed(&mut b, t, f, &mut out);
+            log.push((out[0], *b.state(0).unwrap()));
+        }
+        let end = *b.state(0).unwrap();
+        for k in 0..=tail.len() {
+            let mut r = b.clone();
+            r.rollback(0, k).unwrap();
+            let expect = if k == tail.len() { start } else { log[tail.len() - k - 1].1 };
+            prop_assert_eq!(*r.state(0).unwrap(), expect, "rollback({})", k);
+            for (j, (&t, &f)) in tail.iter().zip(&flags).enumerate().skip(tail.len() - k) {
+                feed(&mut r, t, f, &mut out);
+                prop_assert_eq!((out[0], *r.state(0).unwrap()), log[j]);
+            }
+            prop_assert_eq!(*r.state(0).unwrap(), end);
+        }
+        if head.len() + tail.len() < 16 {
+            prop_assert!(b.clone().rollback(0, head.len() + tail.len() + 1).is_err());
+        }
     }
 }

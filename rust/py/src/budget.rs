@@ -212,6 +212,7 @@ pub struct PyBudgetBatch {
     rows: Vec<u32>,
     out: Vec<i32>,
     redirect: Vec<i32>,
+    flags: Vec<u8>,
 }
 
 #[pymethods]
@@ -228,6 +229,7 @@ impl PyBudgetBatch {
             rows: Vec::with_capacity(capacity),
             out: Vec::with_capacity(capacity),
             redirect: Vec::with_capacity(capacity),
+            flags: Vec::with_capacity(capacity),
         })
     }
 
@@ -352,11 +354,12 @@ impl PyBudgetBatch {
         write_out(redirect, "redirect", &self.redirect)
     }
 
-    #[pyo3(signature = (emitted, rows=None))]
+    #[pyo3(signature = (emitted, rows=None, redirected=None))]
     fn advance(
         &mut self,
         emitted: &Bound<'_, PyAny>,
         rows: Option<&Bound<'_, PyAny>>,
+        redirected: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         read_tokens(emitted, "emitted", &mut self.tokens)?;
         let has_rows = read_rows(rows, &mut self.rows)?;
@@ -365,7 +368,19 @@ impl PyBudgetBatch {
         } else {
             None
         };
-        self.inner.advance(&self.tokens, r).map_err(to_py_err)
+        let flags = match redirected {
+            Some(f) if !f.is_none() => {
+                let mut tmp = Vec::new();
+                read_tokens(f, "redirected", &mut tmp)?;
+                self.flags.clear();
+                self.flags.extend(tmp.iter().map(|&v| u8::from(v != 0)));
+                Some(self.flags.as_slice())
+            }
+            _ => None,
+        };
+        self.inner
+            .advance(&self.tokens, flags, r)
+            .map_err(to_py_err)
     }
 
     /// Per-slot accounting as numpy arrays (empty slots: phase 5, counters 0).

@@ -39,6 +39,7 @@ pub fn budget_tables<'py>(py: Python<'py>, batch: &PyBudgetBatch) -> PyResult<Bo
         ("num_ext_seqs", &t.num_ext_seqs),
         ("answer_seq", &t.answer_seq),
         ("kinds", &t.kinds),
+        ("answer_overlap", &t.answer_overlap),
         ("seq_len", &t.seq_len),
     ] {
         put_1d(&d, name, v)?;

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import MaskBuffers, apply_mask
+from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch
 
@@ -56,6 +56,8 @@ class BudgetRegistry:
         self._fed: dict[int, int] = {}  # slot -> output tokens fed to the core
         self._rid: dict[int, str] = {}  # slot -> rid
         self._specs: dict[int, Any] = {}  # slot -> spec (to rebuild the batch when it grows)
+        self._flags: dict[int, list[int]] = {}  # slot -> the redirect flag of each fed token
+        self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
         self._buffers = MaskBuffers(capacity, 1)
         self._lock = threading.Lock()
 
@@ -70,8 +72,10 @@ class BudgetRegistry:
             new.insert(slot, self._specs[slot])
             new.process_prompt(slot, list(req.origin_input_ids))
             out = list(req.output_ids)[: self._fed[slot]]
-            for t in out:
-                new.advance(np.asarray([t], np.int64), np.asarray([slot], np.int64))
+            for t, f in zip(out, self._flags[slot], strict=True):
+                new.advance(
+                    np.asarray([t], np.int64), np.asarray([slot], np.int64), np.asarray([f], np.uint8)
+                )
         self._batch = new
 
     def _collect_dead(self) -> None:
@@ -84,6 +88,8 @@ class BudgetRegistry:
     def _free(self, slot: int) -> None:
         self._batch.remove(slot)
         del self._slot[self._rid.pop(slot)], self._req[slot], self._fed[slot], self._specs[slot]
+        del self._flags[slot]
+        self._taken.drop(slot)
 
     def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
         """Slot per row (-1: the row does not use budget forcing); admits new requests."""
@@ -119,7 +125,7 @@ class BudgetRegistry:
         self._batch.insert(slot, spec)
         self._batch.process_prompt(slot, list(req.origin_input_ids))
         self._slot[rid], self._rid[slot], self._req[slot] = slot, rid, req
-        self._fed[slot], self._specs[slot] = 0, spec
+        self._fed[slot], self._specs[slot], self._flags[slot] = 0, spec, []
         return slot
 
     def feed(self, slots: np.ndarray) -> None:
@@ -129,9 +135,11 @@ class BudgetRegistry:
         while pending:
             rows = np.fromiter((s for s, _ in pending), np.int64, len(pending))
             toks = np.fromiter((out[self._fed[s]] for s, out in pending), np.int64, len(pending))
-            self._batch.advance(toks, rows)
-            for s, _ in pending:
+            flags = self._taken.take(rows.tolist())
+            self._batch.advance(toks, rows, flags)
+            for (s, _), f in zip(pending, flags.tolist(), strict=True):
                 self._fed[s] += 1
+                self._flags[s].append(f)
             pending = [(s, out) for s, out in pending if len(out) > self._fed[s]]
 
     def process(self, logits_BV: torch.Tensor, params_B: Sequence[dict[str, Any] | None]) -> torch.Tensor:
@@ -143,7 +151,8 @@ class BudgetRegistry:
                 return logits_BV
             rows = np.nonzero(used)[0].astype(np.int64)
             force, redirect, ban = self._buffers.run(self._batch, slots[used])
-            return apply_mask(logits_BV, rows, force, redirect, ban)
+            self._taken.record(slots[used], apply_mask(logits_BV, rows, force, redirect, ban))
+            return logits_BV
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:
         """The core's state of request ``rid`` (None when unknown or freed)."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import MaskBuffers, apply_mask
+from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch
 
@@ -73,6 +73,10 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
         self._slots = np.empty(0, np.int64)
         self._buffers = MaskBuffers(capacity, 1)
         self._tokens = np.empty(capacity, np.int64)
+        self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
+        # Per request (keyed by its output list, which survives preemption): the redirect flag of
+        # each token fed, so that a re-added request is replayed with the same attributions.
+        self._flags: dict[int, list[int]] = {}
 
     def is_argmax_invariant(self) -> bool:
         """Forcing changes the argmax, so greedy requests must run it too."""
@@ -97,13 +101,18 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             b.process_prompt(index, prompt_ids or ())
             self._outputs[index] = output_ids
             self._fed[index] = 0
+            self._flags.setdefault(id(output_ids), [])
+            while len(self._flags) > 4 * self._batch.capacity:  # forget the oldest finished requests
+                del self._flags[next(iter(self._flags))]
         for a, c, direction in update.moved:
             if _is_swap(direction):
                 b.swap(a, c)
+                self._taken.swap(a, c)
                 _swap_keys(self._outputs, a, c)
                 _swap_keys(self._fed, a, c)
             else:  # one-way move a -> c: c is replaced, a is left empty
                 b.move_row(a, c)
+                self._taken.move(a, c)
                 _move_key(self._outputs, a, c)
                 _move_key(self._fed, a, c)
         self._slots = np.fromiter(sorted(self._outputs), np.int64, len(self._outputs))
@@ -113,6 +122,7 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             self._batch.remove(index)
         self._outputs.pop(index, None)
         self._fed.pop(index, None)
+        self._taken.drop(index)
 
     def _feed_new_tokens(self) -> None:
         """Advance rows over new output tokens: one core call per token position (usually one)."""
@@ -123,7 +133,14 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             tokens = self._tokens[: len(pending)]
             for k, (_, out, fed) in enumerate(pending):
                 tokens[k] = out[fed]
-            self._batch.advance(tokens, slots)
+            taken = self._taken.take(slots.tolist())
+            for k, (_, out, fed) in enumerate(pending):
+                history = self._flags.setdefault(id(out), [])
+                if fed < len(history):  # a replay after re-adding: the recorded attribution
+                    taken[k] = history[fed]
+                else:
+                    history.append(int(taken[k]))
+            self._batch.advance(tokens, slots, taken)
             nxt = []
             for i, out, fed in pending:
                 self._fed[i] = fed + 1
@@ -137,7 +154,8 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             return logits
         slots = self._slots[self._slots < logits.shape[0]]
         force, redirect, ban = self._buffers.run(self._batch, slots)
-        return apply_mask(logits, slots, force, redirect, ban)
+        self._taken.record(slots, apply_mask(logits, slots, force, redirect, ban))
+        return logits
 
     # --- introspection (tests, metrics) -------------------------------------------------------
     def row_state(self, index: int) -> dict[str, int | bool] | None:

@@ -31,7 +31,7 @@ pub struct BudgetBatch {
 pub struct MaskOut<'a> {
     /// Per entry: the token the row must emit, or -1.
     pub force: &'a mut [i32],
-    /// Per entry: the token onto which the banned tokens' probability must be moved, or -1.
+    /// Per entry: the token that replaces an end attempt (the redirect), or -1.
     pub redirect: &'a mut [i32],
     /// Row-major `(entries, width)`: token ids to ban, padded with -1.
     pub ban: &'a mut [i32],
@@ -241,18 +241,22 @@ impl BudgetBatch {
         for (i, (&tok, o)) in sampled.iter().zip(out.iter_mut()).enumerate() {
             let slot = rows.map_or(i, |r| r[i] as usize);
             *o = match &mut self.slots[slot] {
-                Some(row) if row.state.is_active() => {
+                // Steps fed after the row ended are recorded too, so `rollback` undoes them first.
+                Some(row) => {
                     Self::push_history(row, max_rollback);
                     row.state.step(&row.spec, tok)
                 }
-                _ => -1,
+                None => -1,
             };
         }
         Ok(())
     }
 
-    /// Mask mode, before sampling: per entry, a token to force, or tokens to ban and the token
-    /// that receives their probability. Reads state only; call [`Self::advance`] after sampling.
+    /// Mask mode, before sampling: per entry, a token to force, or tokens to ban (the end attempts)
+    /// and the redirect token that replaces them. The stack then either takes the redirect (when
+    /// the model attempts to end: the argmax is banned under greedy decoding, or with the banned
+    /// tokens' total probability under sampling) by forcing the redirect token, or declines it by
+    /// banning the end attempts only; it reports which to [`Self::advance`]. Reads state only.
     pub fn mask(&self, rows: Option<&[u32]>, n: usize, out: MaskOut<'_>) -> Result<()> {
         self.entries(n, rows)?;
         let need = self.ban_width();
@@ -278,7 +282,7 @@ impl BudgetBatch {
             let Some(row) = &self.slots[slot] else {
                 continue;
             };
-            match row.state.mask_plan(&row.spec) {
+            match row.state.plan(&row.spec) {
                 Plan::Idle => {}
                 Plan::Force(t) => out.force[i] = t as i32,
                 Plan::Free(redirect) => {
@@ -309,17 +313,34 @@ impl BudgetBatch {
         Ok(())
     }
 
-    /// Mask mode, after sampling: the tokens the stack emitted under the last [`Self::mask`].
-    pub fn advance(&mut self, emitted: &[i64], rows: Option<&[u32]>) -> Result<()> {
+    /// Mask mode, after sampling: the tokens the stack emitted under the last [`Self::mask`], and per
+    /// entry whether the stack took the row's redirect (`redirected[i] != 0`: it forced the
+    /// redirect token because the model attempted to end; `None`: no entry took one). Entries whose
+    /// mask had no redirect ignore their flag.
+    pub fn advance(
+        &mut self,
+        emitted: &[i64],
+        redirected: Option<&[u8]>,
+        rows: Option<&[u32]>,
+    ) -> Result<()> {
         self.entries(emitted.len(), rows)?;
+        if let Some(r) = redirected {
+            if r.len() != emitted.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "redirected has {} entries, emitted has {}: give one flag per emitted token",
+                    r.len(),
+                    emitted.len()
+                )));
+            }
+        }
         let max_rollback = self.max_rollback;
         for (i, &tok) in emitted.iter().enumerate() {
             let slot = rows.map_or(i, |r| r[i] as usize);
             if let Some(row) = &mut self.slots[slot] {
-                if row.state.is_active() {
-                    Self::push_history(row, max_rollback);
-                    row.state.advance(&row.spec, tok);
-                }
+                // Steps fed after the row ended are recorded too, so `rollback` undoes them first.
+                Self::push_history(row, max_rollback);
+                let taken = redirected.is_some_and(|r| r[i] != 0);
+                row.state.advance(&row.spec, tok, taken);
             }
         }
         Ok(())

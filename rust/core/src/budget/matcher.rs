@@ -149,6 +149,38 @@ impl Matcher {
         ids
     }
 
+    /// Per state: the largest `k < pattern.len()` such that the state's string ends with
+    /// `pattern[..k]`. `pattern` must be one of the patterns (or empty: all zeros).
+    pub fn prefix_overlap(&self, pattern: &[u32]) -> Vec<u32> {
+        let n = self.children.len();
+        // Trie node of each proper prefix pattern[..k], k = 1..len-1 (the root is k = 0).
+        let mut depth_of = vec![u32::MAX; n];
+        let mut s = 0u32;
+        for (k, &t) in pattern
+            .iter()
+            .enumerate()
+            .take(pattern.len().saturating_sub(1))
+        {
+            s = Self::child(&self.children, s, t).expect("pattern is in the trie");
+            depth_of[s as usize] = k as u32 + 1;
+        }
+        (0..n as u32)
+            .map(|state| {
+                // Failure links list the trie-node suffixes of the state's string, longest first.
+                let mut f = state;
+                loop {
+                    if depth_of[f as usize] != u32::MAX {
+                        return depth_of[f as usize];
+                    }
+                    if f == 0 {
+                        return 0;
+                    }
+                    f = self.fail[f as usize];
+                }
+            })
+            .collect()
+    }
+
     /// Number of automaton states (trie nodes, root included).
     pub fn num_states(&self) -> usize {
         self.children.len()

@@ -142,6 +142,20 @@ impl RowState {
                 _ => {}
             }
         }
+        self.settle_answer(c);
+    }
+
+    /// A row in `Answer` with nothing forced and its answer cap already reached is done (so that
+    /// `max_answer_tokens = 0` lets no answer token through after a natural end of thinking).
+    fn settle_answer(&mut self, c: &CompiledSpec) {
+        if self.phase == Phase::Answer
+            && self.forcing == Forcing::None
+            && c.spec()
+                .max_answer_tokens
+                .is_some_and(|m| self.answer_tokens >= m)
+        {
+            self.phase = Phase::Done;
+        }
     }
 
     fn forced_seq<'a>(&self, c: &'a CompiledSpec) -> &'a [u32] {
@@ -190,7 +204,9 @@ impl RowState {
                 self.pending_forced(c)
                     .expect("a forcing row has a pending token"),
             ),
-            Phase::Thinking if self.cap_reached(c) => Plan::Force(c.spec().answer_prefix[0]),
+            Phase::Thinking if self.cap_reached(c) => {
+                Plan::Force(c.spec().answer_prefix[c.answer_overlap(self.matcher_state)])
+            }
             Phase::Thinking if !self.may_end(c) => Plan::Free(Redirect::ToExtension),
             Phase::Thinking if !c.spec().answer_prefix.is_empty() && !c.eos().is_empty() => {
                 Plan::Free(Redirect::EosToAnswer)
@@ -217,7 +233,9 @@ impl RowState {
         match redirect {
             Redirect::None => None,
             Redirect::ToExtension => Some(c.spec().extensions[self.next_extension(c) as usize][0]),
-            Redirect::EosToAnswer => Some(c.spec().answer_prefix[0]),
+            Redirect::EosToAnswer => {
+                Some(c.spec().answer_prefix[c.answer_overlap(self.matcher_state)])
+            }
         }
     }
 
@@ -232,7 +250,7 @@ impl RowState {
             Plan::Idle => -1,
             Plan::Force(t) => {
                 if self.forcing == Forcing::None {
-                    self.begin_answer(true);
+                    self.begin_answer(c, true);
                 }
                 self.emit(c, t, true);
                 t as i32
@@ -255,19 +273,13 @@ impl RowState {
         }
     }
 
-    /// What this row requires in mask mode. A logits-only stack cannot replace a sampled EOS, and
-    /// moving its probability onto the answer prefix's first token (often a bare newline) would
-    /// misread natural newlines as redirects, so an allowed EOS in thinking simply ends the row.
-    pub fn mask_plan(&self, c: &CompiledSpec) -> Plan {
+    /// Mask mode: the stack emitted `emitted` after applying this row's mask. `redirected`: the
+    /// stack took this row's redirect (it forced the redirect token because the model attempted to
+    /// end; see [`super::BudgetBatch::mask`]); `false`: it declined it (banned the end attempts and
+    /// let the model's own token through, which is then taken as sampled even when it equals the
+    /// redirect token). Ignored unless the row's plan is a redirecting [`Plan::Free`].
+    pub fn advance(&mut self, c: &CompiledSpec, emitted: i64, redirected: bool) {
         match self.plan(c) {
-            Plan::Free(Redirect::EosToAnswer) => Plan::Free(Redirect::None),
-            p => p,
-        }
-    }
-
-    /// Mask mode: the stack emitted `emitted` after applying this row's mask.
-    pub fn advance(&mut self, c: &CompiledSpec, emitted: i64) {
-        match self.mask_plan(c) {
             Plan::Idle => {}
             Plan::Force(t) => {
                 if emitted != i64::from(t) {
@@ -275,7 +287,7 @@ impl RowState {
                     return;
                 }
                 if self.forcing == Forcing::None {
-                    self.begin_answer(true);
+                    self.begin_answer(c, true);
                 }
                 self.emit(c, t, true);
             }
@@ -285,24 +297,29 @@ impl RowState {
                     return;
                 }
                 let t = emitted as u32;
-                if self.triggers(c, redirect, t) {
-                    self.fail(RowError::MaskNotHonoured);
-                } else if Some(t) == self.redirect_target(c, redirect) {
-                    // The banned tokens' probability was moved onto this token: it is the redirect.
-                    let forced = self.begin_redirect(c, redirect);
-                    self.emit(c, forced, true);
-                } else {
-                    self.emit(c, t, false);
+                match self.redirect_target(c, redirect) {
+                    Some(target) if redirected => {
+                        if t != target {
+                            self.fail(RowError::MaskNotHonoured);
+                            return;
+                        }
+                        let forced = self.begin_redirect(c, redirect);
+                        self.emit(c, forced, true);
+                    }
+                    _ if self.triggers(c, redirect, t) => self.fail(RowError::MaskNotHonoured),
+                    _ => self.emit(c, t, false),
                 }
             }
         }
     }
 
-    fn begin_answer(&mut self, capped: bool) {
+    /// Start forcing the answer prefix, continuing the longest proper prefix of it that the stream
+    /// already ends with (e.g. the model's own "\n" before the cap): that part is not repeated.
+    fn begin_answer(&mut self, c: &CompiledSpec, capped: bool) {
         self.phase = Phase::Answer;
         self.capped = capped;
         self.forcing = Forcing::AnswerPrefix;
-        self.forcing_pos = 0;
+        self.forcing_pos = c.answer_overlap(self.matcher_state) as u32;
     }
 
     /// Start the forced sequence that replaces an end attempt; returns its first token.
@@ -311,11 +328,11 @@ impl RowState {
             Redirect::ToExtension => {
                 self.forcing = Forcing::Extension(self.next_extension(c));
                 self.extensions_used += 1;
+                self.forcing_pos = 0;
             }
-            Redirect::EosToAnswer => self.begin_answer(false),
+            Redirect::EosToAnswer => self.begin_answer(c, false),
             Redirect::None => unreachable!("a row without redirection never triggers one"),
         }
-        self.forcing_pos = 0;
         self.pending_forced(c)
             .expect("forced sequences are non-empty")
     }
@@ -356,6 +373,7 @@ impl RowState {
                     } else {
                         Phase::Answer
                     };
+                    self.settle_answer(c);
                 }
             }
             Phase::Answer => {

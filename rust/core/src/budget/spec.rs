@@ -78,7 +78,13 @@ impl BudgetSpec {
                 .iter()
                 .map(|p| (p.as_slice(), KIND_ANSWER_STOP)),
         );
+        // The answer prefix is matched too (with no kind), so that a row knows how much of it the
+        // stream already ends with when it starts forcing it (see `CompiledSpec::answer_overlap`).
+        if !self.answer_prefix.is_empty() {
+            patterns.push((self.answer_prefix.as_slice(), 0));
+        }
         let matcher = Matcher::new(&patterns);
+        let answer_overlap = matcher.prefix_overlap(&self.answer_prefix);
         let words = (self.vocab_size as usize).div_ceil(64);
         let mut newline_bits = vec![0u64; if self.grace_tokens > 0 { words } else { 0 }];
         if self.grace_tokens > 0 {
@@ -91,6 +97,7 @@ impl BudgetSpec {
         eos.dedup();
         Ok(CompiledSpec {
             ban_width: matcher.max_end_tokens() + eos.len(),
+            answer_overlap,
             spec: self,
             matcher,
             newline_bits,
@@ -153,10 +160,28 @@ impl BudgetSpec {
         if self.grace_tokens > 0 && self.newline_tokens.is_empty() {
             return bad("grace_tokens is set but newline_tokens is empty: give the ids of tokens that end a line".into());
         }
+        // Specs that mask mode (every engine adapter) cannot run exactly as override mode are
+        // refused: there the redirect token would be both banned (it ends thinking itself) and forced.
         for (i, e) in self.extensions.iter().enumerate() {
             if self.eos.contains(&e[0]) {
                 return bad(format!("extensions[{i}] starts with an EOS id: an extension must continue the thinking"));
             }
+            if let Some(d) = self.think_end.iter().find(|d| e.starts_with(d)) {
+                return bad(format!(
+                    "extensions[{i}] {e:?} starts with the think_end spelling {d:?}: forcing it would write the end delimiter, so thinking could never be extended; use a text such as \"Wait\""
+                ));
+            }
+            if let Some(d) = self.think_end.iter().find(|d| d.last() == Some(&e[0])) {
+                return bad(format!(
+                    "extensions[{i}] starts with token {}, which completes the think_end spelling {d:?}: in mask mode (the engine adapters) that token would be both banned and forced; start the extension with another token",
+                    e[0]
+                ));
+            }
+        }
+        if let Some(t) = self.answer_prefix.iter().find(|t| self.eos.contains(t)) {
+            return bad(format!(
+                "answer_prefix holds the EOS id {t}: an EOS in thinking is replaced by the answer prefix, so it cannot contain one; remove it"
+            ));
         }
         Ok(())
     }
@@ -172,6 +197,8 @@ pub struct CompiledSpec {
     /// Sorted, deduplicated EOS ids.
     eos: Vec<u32>,
     ban_width: usize,
+    /// Per automaton state: the longest proper prefix of `answer_prefix` its string ends with.
+    answer_overlap: Vec<u32>,
 }
 
 impl CompiledSpec {
@@ -202,6 +229,18 @@ impl CompiledSpec {
         self.newline_bits
             .get(t as usize / 64)
             .is_some_and(|w| w >> (t % 64) & 1 == 1)
+    }
+
+    /// How many leading tokens of `answer_prefix` (fewer than all) the stream already ends with in
+    /// automaton state `state`; forcing the answer prefix starts after them. 0 without a prefix.
+    #[inline]
+    pub fn answer_overlap(&self, state: u32) -> usize {
+        self.answer_overlap[state as usize] as usize
+    }
+
+    /// Per automaton state, [`Self::answer_overlap`].
+    pub fn answer_overlaps(&self) -> &[u32] {
+        &self.answer_overlap
     }
 
     /// The most token ids a mask step can ban for one row of this spec.

@@ -15,7 +15,9 @@
 //!   is the global state after feeding `alphabet[s, k]` in global state `g`; column `K` is the
 //!   transition for every id outside the alphabet, which is always the spec's root (checked by a
 //!   test; a token in no pattern matches no prefix of one), and padding columns repeat it.
-//!   `kinds[g]` holds the pattern kind bits of [`super::matcher`].
+//!   `kinds[g]` holds the pattern kind bits of [`super::matcher`], and `answer_overlap[g]` the
+//!   number of leading answer-prefix tokens the stream ends with there
+//!   ([`CompiledSpec::answer_overlap`]: forcing the answer prefix starts at that position).
 //! - Forced sequences: row `q` of `seqs` (`Q x L`, padded with -1) has `seq_len[q]` ids. Spec `s`
 //!   has extensions `ext_seq_base[s] .. + num_ext_seqs[s]` and its answer prefix at `answer_seq[s]`
 //!   (`-1`: empty answer prefix).
@@ -70,6 +72,8 @@ pub struct BatchTables {
     pub next: Vec<i32>,
     /// `T`: pattern kind bits per global state.
     pub kinds: Vec<i32>,
+    /// `T`: per global state, the position in the answer prefix where forcing it starts.
+    pub answer_overlap: Vec<i32>,
     /// `L`: columns of `seqs`.
     pub seq_width: usize,
     /// `Q x L`: forced sequences, padded with -1.
@@ -166,6 +170,7 @@ impl BatchTables {
             alphabet: Vec::new(),
             next: Vec::new(),
             kinds: Vec::new(),
+            answer_overlap: Vec::new(),
             seq_width: 0,
             seqs: Vec::new(),
             seq_len: Vec::new(),
@@ -211,6 +216,7 @@ impl BatchTables {
                     .extend(alpha.iter().map(|&a| base + m.next(state, a) as i32));
                 t.next.resize(t.next.len() + k - alpha.len() + 1, other);
                 t.kinds.push(i32::from(m.kinds(state)));
+                t.answer_overlap.push(c.answer_overlap(state) as i32);
             }
             base += m.num_states() as i32;
         }
