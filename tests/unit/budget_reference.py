@@ -1,7 +1,8 @@
 """A slow, obviously correct budget-forcing reference, written from the documented semantics.
 
 Matching is a naive suffix check over the full emitted stream (prompt included), so it shares no code
-and no algorithm with the Rust automaton. ``history`` holds whole-state copies for rollback.
+and no algorithm with the Rust automaton. ``history`` holds whole-state copies for rollback, one per
+step fed (also after the row ended, so that rollback undoes those steps first).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class RefRow:
                 self.s.phase = THINKING
             elif self.s.phase == THINKING and ends_with(self.s.stream, self.spec.think_end):
                 self.s.phase = ANSWER
+        if self.s.phase == ANSWER and self.spec.max_answer_tokens == 0:
+            self.s.phase = DONE
         self.history.clear()
 
     # --- decisions ------------------------------------------------------------------------------
@@ -94,10 +97,13 @@ class RefRow:
             return "answer"
         return None
 
-    def mask_kind(self) -> str | None:
-        """Mask mode cannot replace a sampled EOS: an allowed EOS just ends the row."""
-        kind = self.redirect_kind()
-        return None if kind == "answer" else kind
+    def answer_start(self) -> int:
+        """The longest proper prefix of the answer prefix that the stream already ends with."""
+        p = self.spec.answer_prefix
+        for k in range(len(p) - 1, 0, -1):
+            if self.s.stream[len(self.s.stream) - k :] == p[:k] and len(self.s.stream) >= k:
+                return k
+        return 0
 
     def triggers(self, kind: str | None, t: int) -> bool:
         if kind == "extension":
@@ -110,7 +116,7 @@ class RefRow:
         if kind == "extension":
             return self.spec.extensions[self.s.extensions % len(self.spec.extensions)][0]
         if kind == "answer":
-            return self.spec.answer_prefix[0]
+            return self.spec.answer_prefix[self.answer_start()]
         return None
 
     # --- transitions ----------------------------------------------------------------------------
@@ -122,7 +128,7 @@ class RefRow:
     def _start_answer(self, capped: bool) -> None:
         self.s.phase = ANSWER
         self.s.capped = capped
-        self.s.queue = list(self.spec.answer_prefix)
+        self.s.queue = list(self.spec.answer_prefix[self.answer_start() :])
 
     def _start_redirect(self, kind: str) -> None:
         if kind == "extension":
@@ -150,7 +156,7 @@ class RefRow:
             if not forced and t in sp.eos:
                 s.phase = DONE
             elif not forced and ends_with(s.stream, sp.think_end):
-                s.phase = ANSWER
+                s.phase = DONE if sp.max_answer_tokens == 0 else ANSWER
         elif s.phase == ANSWER:
             s.answer += 1
             stop = not forced and (t in sp.eos or ends_with(s.stream, sp.answer_stop))
@@ -168,9 +174,9 @@ class RefRow:
 
     def step(self, sampled: int) -> int:
         """Override mode; returns the replacing token or -1."""
+        self._save()
         if self.idle():
             return -1
-        self._save()
         kind = self.redirect_kind()
         forced = self._forced_now()
         if forced is not None:
@@ -194,20 +200,21 @@ class RefRow:
         if self.s.queue:
             return self.s.queue[0], -1, set()
         if self.cap_reached():
-            return self.spec.answer_prefix[0], -1, set()
-        kind = self.mask_kind()
+            return self.spec.answer_prefix[self.answer_start()], -1, set()
+        kind = self.redirect_kind()
         target = self.redirect_target(kind)
         if target is None:
             return -1, -1, set()
         banned = {t for t in range(self.spec.vocab_size) if self.triggers(kind, t)}
         return -1, target, banned
 
-    def advance(self, emitted: int) -> None:
+    def advance(self, emitted: int, redirected: bool = False) -> None:
+        """Mask mode: ``redirected``: the stack took the row's redirect (forced its target)."""
+        self._save()
         if self.idle():
             return
         force, target, banned = self.mask()
-        kind = self.mask_kind()
-        self._save()
+        kind = self.redirect_kind()
         if force >= 0:
             if emitted != force:
                 self.s.phase, self.s.error = ERROR, ERR_MASK
@@ -218,11 +225,14 @@ class RefRow:
         if not 0 <= emitted < self.spec.vocab_size:
             self.s.phase, self.s.error = ERROR, ERR_VOCAB
             return
-        if emitted in banned:
-            self.s.phase, self.s.error = ERROR, ERR_MASK
-        elif kind is not None and emitted == target:
+        if kind is not None and redirected:
+            if emitted != target:
+                self.s.phase, self.s.error = ERROR, ERR_MASK
+                return
             self._start_redirect(kind)
             self._emit(self.s.queue[0], True)
+        elif emitted in banned:
+            self.s.phase, self.s.error = ERROR, ERR_MASK
         else:
             self._emit(emitted, False)
 

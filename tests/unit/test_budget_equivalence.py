@@ -14,19 +14,30 @@ V = 10  # a tiny vocabulary makes overlapping and self-overlapping delimiters co
 seq = st.lists(st.integers(0, V - 1), min_size=1, max_size=3)
 
 
+def mask_safe_extension(e: list[int], eos: list[int], think_end: list[list[int]]) -> bool:
+    """The spec validation's rule: the first token neither is an EOS nor completes a delimiter, and
+    the extension does not start with a delimiter."""
+    return e[0] not in eos and all(d[-1] != e[0] and e[: len(d)] != d for d in think_end)
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> RefSpec:
     eos = draw(st.lists(st.integers(0, V - 1), max_size=2, unique=True))
-    exts = draw(st.lists(seq.filter(lambda s: s[0] not in eos), min_size=1, max_size=3))
+    think_end = draw(st.lists(seq, min_size=1, max_size=3))
+    exts = draw(
+        st.lists(seq.filter(lambda e: mask_safe_extension(e, eos, think_end)), min_size=1, max_size=3)
+    )
     max_think = draw(st.none() | st.integers(0, 12))
     min_think = draw(st.integers(0, 6 if max_think is None else max_think))
     grace = draw(st.integers(0, 3))
     return RefSpec(
         vocab_size=V,
-        think_end=draw(st.lists(seq, min_size=1, max_size=3)),
+        think_end=think_end,
         think_start=draw(st.lists(seq, max_size=2)),
         eos=eos,
-        answer_prefix=draw(st.lists(st.integers(0, V - 1), min_size=1, max_size=3)),
+        answer_prefix=draw(
+            st.lists(st.integers(0, V - 1).filter(lambda t: t not in eos), min_size=1, max_size=3)
+        ),
         extensions=exts,
         max_thinking_tokens=max_think,
         min_thinking_tokens=min_think,
@@ -122,9 +133,14 @@ def test_override_mode_matches_reference(
 @given(
     specs(),
     st.lists(st.integers(0, V - 1), max_size=4),
-    st.lists(st.tuples(st.sampled_from(["force", "redirect", "any"]), st.integers(0, V - 1)), max_size=40),
+    st.lists(
+        st.tuples(st.sampled_from(["force", "redirect", "any"]), st.integers(0, V - 1), st.booleans()),
+        max_size=40,
+    ),
 )
-def test_mask_mode_matches_reference(r: RefSpec, prompt: list[int], choices: list[tuple[str, int]]) -> None:
+def test_mask_mode_matches_reference(
+    r: RefSpec, prompt: list[int], choices: list[tuple[str, int, bool]]
+) -> None:
     batch = BudgetBatch(1)
     batch.insert(0, native(r))
     batch.process_prompt(0, prompt)
@@ -134,12 +150,14 @@ def test_mask_mode_matches_reference(r: RefSpec, prompt: list[int], choices: lis
     force = np.zeros(1, np.int64)
     redirect = np.zeros(1, np.int64)
     ban = np.zeros((1, width), np.int32)
-    for how, t in choices:
+    for how, t, flag in choices:
         batch.mask(force, redirect, ban)
         f, red, banned = row.mask()
         assert (int(force[0]), int(redirect[0])) == (f, red)
         assert {int(b) for b in ban[0] if b >= 0} == banned
         emitted = f if how == "force" and f >= 0 else red if how == "redirect" and red >= 0 else t
-        batch.advance(np.asarray([emitted], np.int64))
-        row.advance(emitted)
+        # "redirect": the stack took the redirect; otherwise a random claim (also wrong ones).
+        taken = how == "redirect" or flag
+        batch.advance(np.asarray([emitted], np.int64), None, np.asarray([int(taken)], np.int64))
+        row.advance(emitted, taken)
         assert counters(batch, 0) == row.counters()

@@ -112,6 +112,7 @@ class Tables(NamedTuple):
     cols_K: torch.Tensor  # arange(K) - K: turns a one-hot alphabet match into a column offset
     next_flat: torch.Tensor  # (T * (K + 1),)
     kinds_T: torch.Tensor
+    overlap_T: torch.Tensor  # where forcing the answer prefix starts in each automaton state
     seqs_flat: torch.Tensor  # (Q * L,)
     seq_len_Q: torch.Tensor
     newline_SV: torch.Tensor  # bool; row s, column t: token t ends a line for spec s
@@ -174,7 +175,8 @@ def budget_step_(
     trig_eos = free_ok & may_end & (eos_to_answer != 0) & eos_s
     to_answer = begin_cap | trig_eos
     fseq = torch.where(trig_ext, ext_base + ex % num_ext_seqs, torch.where(to_answer, answer_seq, fseq))
-    fpos = torch.where(trig_ext | to_answer, 0, fpos)
+    # The answer prefix continues the part of it the stream already ends with.
+    fpos = torch.where(trig_ext, 0, torch.where(to_answer, t.overlap_T[matcher], fpos))
     ex = ex + trig_ext
     phase = torch.where(to_answer, ANSWER, phase)
     capped = torch.where(to_answer, begin_cap.long(), capped)
@@ -204,11 +206,12 @@ def budget_step_(
     an = an + ans
     stop = ans & ~forced & (eos_e | ((kinds & KIND_ANSWER_STOP) != 0))
     full = ans & (fseq < 0) & (max_ans >= 0) & (an >= max_ans)
-    to_done = (pre & eos_e) | (end_t & eos_e) | stop | full
+    # A natural end of thinking with an answer cap of 0 lets no answer token through.
+    to_done = (pre & eos_e) | (end_t & (eos_e | (max_ans == 0))) | stop | full
     to_think = pre & ~eos_e & ((kinds & KIND_THINK_START) != 0)
     phase = torch.where(to_done, DONE, phase)
     phase = torch.where(to_think, THINKING, phase)
-    phase = torch.where(end_t & ~eos_e, ANSWER, phase)
+    phase = torch.where(end_t & ~eos_e & (max_ans != 0), ANSWER, phase)
     phase = torch.where(bad, ERROR, phase)
     error = torch.where(bad, ERROR_TOKEN_OUT_OF_VOCAB, error)
 
@@ -354,6 +357,7 @@ class TensorBudget:
             cols_K=torch.arange(z.alphabet, dtype=i64, device=dev) - z.alphabet,
             next_flat=torch.zeros(z.states * (z.alphabet + 1), dtype=i64, device=dev),
             kinds_T=torch.zeros(z.states, dtype=i64, device=dev),
+            overlap_T=torch.zeros(z.states, dtype=i64, device=dev),
             seqs_flat=torch.full((z.seqs * z.seq_width,), -1, dtype=i64, device=dev),
             seq_len_Q=torch.zeros(z.seqs, dtype=i64, device=dev),
             newline_SV=torch.zeros(z.specs, z.vocab, dtype=torch.bool, device=self.device),
@@ -425,6 +429,8 @@ class TensorBudget:
         nxt[:t_n, k1 - 1 :] = tab["next"][:, k1 - 1 :]  # the "any other id" column fills the padding
         kinds = np.zeros(z.states, np.int64)
         kinds[:t_n] = tab["kinds"]
+        overlap = np.zeros(z.states, np.int64)
+        overlap[:t_n] = tab["answer_overlap"]
         seqs = np.full((z.seqs, z.seq_width), -1, np.int64)
         q, w = tab["seqs"].shape
         seqs[:q, :w] = tab["seqs"]
@@ -458,6 +464,7 @@ class TensorBudget:
             (t.eos_BE, eos),
             (t.next_flat, nxt.reshape(-1)),
             (t.kinds_T, kinds),
+            (t.overlap_T, overlap),
             (t.seqs_flat, seqs.reshape(-1)),
             (t.seq_len_Q, seq_len),
             (t.newline_SV, newline),
