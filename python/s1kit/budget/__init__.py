@@ -10,8 +10,17 @@ One row, in its thinking span:
    were used, it is replaced by the next extension ("Wait"), forced whole. Otherwise a delimiter moves
    the row to its answer, and an EOS is replaced by ``answer_prefix``.
 
-In the answer, EOS, an ``answer_stop`` spelling or ``max_answer_tokens`` finishes the row.
-Forced tokens count in the phase they are emitted in and in ``forced_tokens``.
+A forced answer prefix continues the stream: the longest proper prefix of it that the emitted tokens
+already end with (e.g. the newline the model just wrote) is not repeated. Delimiters are matched over the whole
+stream, prompt included, and the matcher is never reset between phases. In the answer, EOS, an
+``answer_stop`` spelling or ``max_answer_tokens`` finishes the row (the forced prefix counts; no
+sampled answer token passes the cap, so 0 lets none through). Forced tokens count in the phase they
+are emitted in and in ``forced_tokens``. ``rollback(slot, k)`` undoes any ``k`` steps exactly, also
+steps fed after the row ended.
+
+Override mode (s1kit's engine) and mask mode (logits-only stacks, :mod:`s1kit.budget.adapters`) have
+one semantics: greedy decoding gives the same tokens and accounting in both; see
+:mod:`s1kit.budget.adapters.masking` for sampling. Specs mask mode cannot run exactly are refused.
 """
 
 from __future__ import annotations

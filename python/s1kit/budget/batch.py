@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -144,7 +145,10 @@ class BudgetBatch:
         self._inner.mask(force_B, redirect_B, ban_BK, rows)
 
     def advance(
-        self, emitted_B: IntArray, rows: IntArray | None = None, redirected_B: IntArray | None = None
+        self,
+        emitted_B: IntArray,
+        rows: IntArray | None = None,
+        redirected_B: npt.NDArray[np.integer[Any]] | npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """Mask mode, after sampling: the tokens the stack emitted, and per entry whether it took the
         row's redirect (nonzero: it forced ``redirect_B[i]`` because the model attempted to end;

@@ -2,7 +2,8 @@
 //!
 //! [`RowState`] is `Copy` and small, so history for `rollback` is a ring of whole states and a
 //! rollback restores one exactly. Each step first asks [`RowState::plan`] what the row requires
-//! before looking at the model's token, then applies the token with [`RowState::apply`].
+//! before looking at the model's token, then applies the token with [`RowState::step`] (override
+//! mode) or [`RowState::advance`] (mask mode).
 
 use super::matcher::{KIND_ANSWER_STOP, KIND_THINK_END, KIND_THINK_START};
 use super::spec::CompiledSpec;

@@ -1,0 +1,95 @@
+"""The shared mask edit (s1kit.budget.adapters.masking): forced rows, and redirects taken or declined.
+
+Greedy rows take their redirect exactly when the argmax is an end attempt. Sampled rows take it with
+the end attempts' total probability, so that sampling the edited logits has override mode's joint
+distribution over (emitted token, counted as a redirect); checked on many copies of one row with a
+fixed generator (deterministic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from s1kit.budget.adapters.masking import RedirectFlags, apply_mask
+
+V = 8
+TARGET, BANNED = 3, [5, 7]
+
+
+def one_row(n: int, logits: list[float]) -> tuple[torch.Tensor, np.ndarray, ...]:
+    logits_BV = torch.tensor([logits] * n, dtype=torch.float32)
+    rows = np.arange(n, dtype=np.int64)
+    force = np.full(n, -1, np.int64)
+    redirect = np.full(n, TARGET, np.int64)
+    ban = np.tile(np.asarray([[*BANNED, -1]], np.int32), (n, 1))
+    return logits_BV, rows, force, redirect, ban
+
+
+def test_greedy_takes_the_redirect_iff_the_argmax_is_an_end_attempt() -> None:
+    for logits, want in (
+        ([0, 0, 0, 1, 0, 2, 0, 0], True),  # argmax 5 is banned
+        ([0, 0, 0, 1, 3, 2, 0, 2.5], False),  # argmax 4: the ends are banned, 4 goes through
+        ([0, 0, 0, 4, 0, 2, 0, 2.5], False),  # argmax is the target itself: the model's own token
+    ):
+        x, rows, force, redirect, ban = one_row(1, logits)
+        raw = x.clone()
+        taken = apply_mask(x, rows, force, redirect, ban)
+        assert bool(taken[0]) is want
+        if want:
+            assert int(torch.argmax(x[0])) == TARGET and torch.isinf(x[0, [0, 1, 2, 4, 5, 6, 7]]).all()
+        else:
+            assert torch.isinf(x[0, BANNED]).all()
+            keep = [i for i in range(V) if i not in BANNED]
+            assert torch.equal(x[0, keep], raw[0, keep])
+            assert int(torch.argmax(x[0])) == int(torch.argmax(raw[0]))
+
+
+def test_forced_rows_get_all_the_probability_and_untouched_rows_stay() -> None:
+    x = torch.randn(3, V)
+    raw = x.clone()
+    rows = np.asarray([0, 2], np.int64)
+    taken = apply_mask(x, rows, np.asarray([6, -1]), np.asarray([-1, -1]), np.full((2, 1), -1, np.int32))
+    assert not taken.any()
+    assert int(torch.argmax(x[0])) == 6 and torch.isinf(x[0]).sum() == V - 1
+    assert torch.equal(x[1:], raw[1:])
+
+
+def test_sampling_has_override_modes_joint_distribution() -> None:
+    n = 40_000
+    logits = [0.3, -0.2, 0.1, 0.5, 0.0, 0.9, -1.0, 0.4]
+    temperature = 0.7
+    x, rows, force, redirect, ban = one_row(n, logits)
+    g = torch.Generator().manual_seed(0)
+    taken = apply_mask(
+        x,
+        rows,
+        force,
+        redirect,
+        ban,
+        sample_N=np.ones(n, np.bool_),
+        temperature_N=np.full(n, temperature),
+        generator=g,
+    )
+    tokens = torch.multinomial(torch.softmax(x / temperature, -1), 1, generator=g)[:, 0]
+    assert (tokens[taken] == TARGET).all(), "a taken redirect emits the target"
+    # Override mode exactly: token x ~ p; an end attempt becomes (TARGET, counted), the rest (x, not).
+    p = torch.softmax(torch.tensor(logits) / temperature, -1).double()
+    want = {(t, False): float(p[t]) for t in range(V) if t not in BANNED}
+    want[(TARGET, True)] = float(p[BANNED].sum())
+    got: dict[tuple[int, bool], float] = {}
+    for t, f in zip(tokens.tolist(), taken.tolist(), strict=True):
+        got[(t, f)] = got.get((t, f), 0.0) + 1 / n
+    assert set(got) <= set(want)
+    for key, q in want.items():
+        sigma = (q * (1 - q) / n) ** 0.5
+        assert abs(got.get(key, 0.0) - q) < 5 * sigma + 1e-9, (key, got.get(key), q)
+
+
+def test_redirect_flags_follow_rows_until_their_token_is_fed() -> None:
+    flags = RedirectFlags()
+    flags.record(np.asarray([2, 5]), torch.tensor([True, False]))
+    flags.swap(2, 5)
+    flags.move(5, 7)
+    assert flags.take([7, 2, 5]).tolist() == [1, 0, 0]
+    assert flags.take([7]).tolist() == [0], "a flag is used once"
