@@ -34,6 +34,12 @@ def test_min_above_max_is_rejected_with_the_fix() -> None:
         ({"think_end": [[1]], "grace_tokens": 2}, "newline_tokens is empty"),
         ({"think_end": [[1]], "min_thinking_tokens": -1}, "min_thinking_tokens must be >= 0"),
         ({"think_end": [[-3]]}, "negative or too large"),
+        # Specs mask mode (the engine adapters) could not run as override mode does (issues 13, 16).
+        ({"think_end": [[4, 5]], "extensions": [[4, 5]]}, r"starts with the think_end spelling \[4, 5\]"),
+        ({"think_end": [[5]], "extensions": [[5]], "min_thinking_tokens": 1}, "think_end"),
+        ({"think_end": [[4, 5]], "extensions": [[5, 2]]}, "completes the think_end spelling"),
+        ({"think_end": [[1]], "eos": [9], "extensions": [[9]]}, "starts with an EOS id"),
+        ({"think_end": [[1]], "eos": [9], "answer_prefix": [1, 9]}, "answer_prefix holds the EOS id 9"),
     ],
 )
 def test_bad_specs_name_the_problem(kwargs: dict, message: str) -> None:
