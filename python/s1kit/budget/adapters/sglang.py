@@ -46,6 +46,12 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = ["KEY", "BudgetForcingLogitProcessor", "BudgetRegistry"]
 
 
+def _temperature(req: Any) -> float:
+    """The request's sampling temperature (0: greedy), from SGLang's request object."""
+    params = getattr(req, "sampling_params", None)
+    return float(getattr(params, "temperature", 0.0) or 0.0)
+
+
 class BudgetRegistry:
     """Per-request budget state for one process: a growing :class:`BudgetBatch` keyed by request id."""
 
@@ -58,6 +64,7 @@ class BudgetRegistry:
         self._specs: dict[int, Any] = {}  # slot -> spec (to rebuild the batch when it grows)
         self._flags: dict[int, list[int]] = {}  # slot -> the redirect flag of each fed token
         self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
+        self._generator: torch.Generator | None = None
         self._buffers = MaskBuffers(capacity, 1)
         self._lock = threading.Lock()
 
@@ -151,7 +158,16 @@ class BudgetRegistry:
                 return logits_BV
             rows = np.nonzero(used)[0].astype(np.int64)
             force, redirect, ban = self._buffers.run(self._batch, slots[used])
-            self._taken.record(slots[used], apply_mask(logits_BV, rows, force, redirect, ban))
+            # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
+            temp = np.fromiter((_temperature(self._req[int(s)]) for s in slots[used]), np.float64, len(rows))
+            if self._generator is None or self._generator.device != logits_BV.device:
+                self._generator = torch.Generator(device=logits_BV.device)
+                self._generator.manual_seed(0)
+            taken = apply_mask(
+                logits_BV, rows, force, redirect, ban,
+                sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,
+            )  # fmt: skip
+            self._taken.record(slots[used], taken)
             return logits_BV
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:

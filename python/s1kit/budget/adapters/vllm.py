@@ -20,8 +20,11 @@ State: one core :class:`BudgetBatch` whose slots are vLLM's persistent-batch ind
 one-way move that empties its source), then every row is advanced over the tokens its running
 output list gained since the last step (vLLM passes a live reference to that list when the request
 is added, so a preempted and re-added request is replayed from its first output token). ``apply``
-runs the core's mask mode (see :mod:`s1kit.budget`): a forced token gets all the probability; while
-ending is not allowed, the probability of the end tokens moves onto the extension's first token.
+runs the core's mask mode (see :mod:`s1kit.budget.adapters.masking`): a forced token gets all the
+probability; an attempt to end thinking is taken (forced onto "Wait" or the answer prefix) or
+declined (banned), decided from the logits: the argmax for greedy requests (``temperature == 0``), a
+draw with the end's probability at the request's temperature otherwise; the flag reaches the core
+with the emitted token.
 vLLM applies custom processors after its built-in ones (penalties, bias, min-tokens), and
 structured-output bitmasks afterwards: keep grammars off for budget-forced requests, or make sure
 the grammar allows the forced texts (budget forcing must apply last; see docs/embedding.md).
@@ -74,6 +77,9 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
         self._buffers = MaskBuffers(capacity, 1)
         self._tokens = np.empty(capacity, np.int64)
         self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
+        self._temperature: dict[int, float] = {}  # per slot: the request's temperature (0: greedy)
+        self._generator = torch.Generator(device=device)
+        self._generator.manual_seed(0)
         # Per request (keyed by its output list, which survives preemption): the redirect flag of
         # each token fed, so that a re-added request is replayed with the same attributions.
         self._flags: dict[int, list[int]] = {}
@@ -100,6 +106,7 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             b.insert(index, spec_from_params(value))
             b.process_prompt(index, prompt_ids or ())
             self._outputs[index] = output_ids
+            self._temperature[index] = float(getattr(params, "temperature", 0.0) or 0.0)
             self._fed[index] = 0
             self._flags.setdefault(id(output_ids), [])
             while len(self._flags) > 4 * self._batch.capacity:  # forget the oldest finished requests
@@ -110,11 +117,13 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
                 self._taken.swap(a, c)
                 _swap_keys(self._outputs, a, c)
                 _swap_keys(self._fed, a, c)
+                _swap_keys(self._temperature, a, c)
             else:  # one-way move a -> c: c is replaced, a is left empty
                 b.move_row(a, c)
                 self._taken.move(a, c)
                 _move_key(self._outputs, a, c)
                 _move_key(self._fed, a, c)
+                _move_key(self._temperature, a, c)
         self._slots = np.fromiter(sorted(self._outputs), np.int64, len(self._outputs))
 
     def _drop(self, index: int) -> None:
@@ -122,6 +131,7 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             self._batch.remove(index)
         self._outputs.pop(index, None)
         self._fed.pop(index, None)
+        self._temperature.pop(index, None)
         self._taken.drop(index)
 
     def _feed_new_tokens(self) -> None:
@@ -154,7 +164,18 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             return logits
         slots = self._slots[self._slots < logits.shape[0]]
         force, redirect, ban = self._buffers.run(self._batch, slots)
-        self._taken.record(slots, apply_mask(logits, slots, force, redirect, ban))
+        temp = np.fromiter((self._temperature.get(i, 0.0) for i in slots.tolist()), np.float64, len(slots))
+        taken = apply_mask(
+            logits,
+            slots,
+            force,
+            redirect,
+            ban,
+            sample_N=temp > 1e-5,
+            temperature_N=temp,
+            generator=self._generator,
+        )
+        self._taken.record(slots, taken)
         return logits
 
     # --- introspection (tests, metrics) -------------------------------------------------------
