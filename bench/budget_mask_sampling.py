@@ -1,10 +1,10 @@
 """How far mask mode (the engine adapters) is from override mode (s1kit's engine) under sampling.
 
 For greedy decoding the two are identical (tests/unit/test_budget_mask_greedy.py). Under sampling,
-mask mode decides whether the model attempts to end from the logits it sees (one uniform draw against
-the end attempts' total probability), then the engine samples the edited logits; override mode
-samples first and replaces an end attempt. The two have the same distribution, but not the same
-stream for the same seed. This measures, over random specs and stand-in models (a fixed random logits
+mask mode bans the end attempts and pools their probability onto the redirect token, and attributes
+an emission of that token to the end attempt with one uniform draw against their share of the pool;
+override mode samples first and replaces an end attempt. The two have the same distribution, but not
+the same stream for the same seed. This measures, over random specs and stand-in models (a fixed random logits
 table per position and last token, so rows are independent and a batch is many runs at once):
 
 - ``noise``: total-variation distance between the outcome distributions of two override-mode runs
@@ -96,12 +96,12 @@ def run(spec: BudgetSpec, table: np.ndarray, runs: int, mode: str, seed: int, to
         elif mode == "mask":
             batch.mask(force, redirect, ban)
             x = torch.from_numpy(logits.copy())
-            taken = apply_mask(
+            flags = apply_mask(
                 x, rows, force, redirect, ban,
                 sample_N=np.ones(runs, np.bool_), temperature_N=np.full(runs, TEMPERATURE), generator=gen,
             )  # fmt: skip
             t = sample(softmax(x.numpy()), rng, top_k)
-            batch.advance(t, None, taken.numpy())
+            batch.advance(t, None, flags.numpy())
         else:  # legacy: pool the banned probability onto the redirect token
             batch.mask(force, redirect, ban)
             x = logits.copy()

@@ -130,15 +130,15 @@ class BudgetBatch:
         rows: npt.NDArray[Any] | None = None,
     ) -> None:
         """Mask mode, before sampling: forced token, or the redirect token (or -1) that replaces the
-        attempts to end, which are the banned ids (-1 padded); the stack takes or declines it."""
+        attempts to end, which are the banned ids (-1 padded) whose probability it receives."""
     def advance(
         self,
         emitted: npt.NDArray[Any],
         rows: npt.NDArray[Any] | None = None,
         redirected: npt.NDArray[Any] | None = None,
     ) -> None:
-        """Mask mode, after sampling: the tokens the stack emitted and, per entry, whether it took the
-        row's redirect (nonzero) or declined it (0); None: no entry took one."""
+        """Mask mode, after sampling: the tokens the stack emitted and, per entry, whether an emission of
+        its redirect token stands for the end attempt (nonzero) or is the model's own (0; None: all 0)."""
     def accounting(self) -> dict[str, npt.NDArray[Any]]:
         """Per-slot phase, error, thinking/answer/forced tokens, extensions used, capped."""
     def row_state(self, slot: int) -> dict[str, Any] | None:

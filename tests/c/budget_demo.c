@@ -145,10 +145,10 @@ int main(void) {
     }
     CHECK(force[0] == -1 && redirect[0] == 3 && bans_end && bans_eos,
           "mask: no force, \"</think>\" and EOS banned, \"Wait\" replaces them");
-    /* The model's argmax is "</think>" (banned): the engine takes the redirect, forcing "Wait". */
+    /* "</think>" (banned) outranked "Wait", which got its probability: the emission stands for it. */
     const int64_t emitted[] = {3};
-    const uint8_t taken[] = {1};
-    TRY(s1kit_batch_advance(batch, emitted, taken, rows, 1));
+    const uint8_t stands_for_end[] = {1};
+    TRY(s1kit_batch_advance(batch, emitted, stands_for_end, rows, 1));
     TRY(s1kit_batch_mask(batch, rows, 1, force, redirect, ban, width));
     CHECK(force[0] == 4, "mask: after \"Wait\" the rest of the extension is forced (%d)", force[0]);
 

@@ -209,7 +209,7 @@ class RefRow:
         return -1, target, banned
 
     def advance(self, emitted: int, redirected: bool = False) -> None:
-        """Mask mode: ``redirected``: the stack took the row's redirect (forced its target)."""
+        """Mask mode: ``redirected``: an emission of the redirect target stands for the end attempt."""
         self._save()
         if self.idle():
             return
@@ -225,10 +225,7 @@ class RefRow:
         if not 0 <= emitted < self.spec.vocab_size:
             self.s.phase, self.s.error = ERROR, ERR_VOCAB
             return
-        if kind is not None and redirected:
-            if emitted != target:
-                self.s.phase, self.s.error = ERROR, ERR_MASK
-                return
+        if kind is not None and redirected and emitted == target:
             self._start_redirect(kind)
             self._emit(self.s.queue[0], True)
         elif emitted in banned:

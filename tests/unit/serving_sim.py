@@ -71,22 +71,23 @@ def finished(tokens: list[int]) -> bool:
 def reference_apply(
     logits_V: torch.Tensor, force: int, redirect: int, banned: list[int]
 ) -> tuple[torch.Tensor, bool]:
-    """The core's mask decisions on one row, written plainly (independent of the adapters' code):
-    the edited logits, and whether the redirect was taken (the row's argmax is an end attempt)."""
+    """The core's mask decisions on one row, written plainly (independent of the adapters' code), for
+    a greedy-attributing stack: the edited logits (the banned ids' best logit moved onto the redirect
+    token), and whether an emission of the redirect token stands for the end attempt."""
     out = logits_V.clone()
     if force >= 0:
         out[:] = float("-inf")
         out[force] = 0.0
         return out, False
-    if redirect < 0:
+    if redirect < 0 or not banned:
         return out, False
-    if int(torch.argmax(logits_V)) in banned:
-        out[:] = float("-inf")
-        out[redirect] = 0.0
-        return out, True
+    best = max(banned, key=lambda b: (float(logits_V[b]), -b))  # highest logit, then lowest id
+    own = float(logits_V[redirect])
+    flag = float(logits_V[best]) > own or (float(logits_V[best]) == own and best < redirect)
+    out[redirect] = max(own, float(logits_V[best]))
     for b in banned:
         out[b] = float("-inf")
-    return out, False
+    return out, flag
 
 
 def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, int | bool] | None]]:

@@ -1,9 +1,10 @@
 """The shared mask edit (s1kit.budget.adapters.masking): forced rows, and redirects taken or declined.
 
-Greedy rows take their redirect exactly when the argmax is an end attempt. Sampled rows take it with
-the end attempts' total probability, so that sampling the edited logits has override mode's joint
-distribution over (emitted token, counted as a redirect); checked on many copies of one row with a
-fixed generator (deterministic).
+A greedy row's edited argmax is override mode's token, and its flag says whether that token stands
+for an end attempt. Sampled rows: the redirect token pools the end attempts' probability and the
+flag attributes an emission of it with their share, so that sampling the edited logits has override
+mode's joint distribution over (emitted token, counted as a redirect); checked on many copies of one
+row with a fixed generator (deterministic).
 """
 
 from __future__ import annotations
@@ -26,31 +27,36 @@ def one_row(n: int, logits: list[float]) -> tuple[torch.Tensor, np.ndarray, ...]
     return logits_BV, rows, force, redirect, ban
 
 
-def test_greedy_takes_the_redirect_iff_the_argmax_is_an_end_attempt() -> None:
-    for logits, want in (
-        ([0, 0, 0, 1, 0, 2, 0, 0], True),  # argmax 5 is banned
+def test_greedy_rows_pick_what_override_mode_picks_with_the_same_attribution() -> None:
+    for logits, counted in (
+        ([0, 0, 0, 1, 0, 2, 0, 0], True),  # argmax 5 is banned: "Wait" stands for the end attempt
         ([0, 0, 0, 1, 3, 2, 0, 2.5], False),  # argmax 4: the ends are banned, 4 goes through
-        ([0, 0, 0, 4, 0, 2, 0, 2.5], False),  # argmax is the target itself: the model's own token
+        ([0, 0, 0, 4, 0, 2, 0, 2.5], False),  # argmax is the redirect token itself: the model's own
+        ([0, 0, 0, 2, 0, 2, 0, 0], False),  # tie 3 / 5: torch.argmax picks 3, the model's own
     ):
         x, rows, force, redirect, ban = one_row(1, logits)
         raw = x.clone()
-        taken = apply_mask(x, rows, force, redirect, ban)
-        assert bool(taken[0]) is want
-        if want:
-            assert int(torch.argmax(x[0])) == TARGET and torch.isinf(x[0, [0, 1, 2, 4, 5, 6, 7]]).all()
-        else:
-            assert torch.isinf(x[0, BANNED]).all()
-            keep = [i for i in range(V) if i not in BANNED]
-            assert torch.equal(x[0, keep], raw[0, keep])
-            assert int(torch.argmax(x[0])) == int(torch.argmax(raw[0]))
+        flag = apply_mask(x, rows, force, redirect, ban)
+        assert torch.isinf(x[0, BANNED]).all()
+        a = int(torch.argmax(raw[0]))
+        want = TARGET if a in BANNED else a  # override mode: replace an end attempt
+        emitted = int(torch.argmax(x[0]))
+        assert emitted == want
+        # The core counts an end attempt when the flag is set and the redirect token is emitted.
+        assert (bool(flag[0]) and emitted == TARGET) is counted
+        others = [i for i in range(V) if i not in [*BANNED, TARGET]]
+        assert torch.equal(x[0, others], raw[0, others]), "only the banned and redirect cells change"
+    x, rows, force, redirect, ban = one_row(1, [0, 0, 0, 2, 0, 2, 0, 0])
+    redirect[:] = 6  # redirect token after the banned id: a tie goes to the end attempt
+    assert bool(apply_mask(x, rows, force, redirect, ban)[0])
 
 
 def test_forced_rows_get_all_the_probability_and_untouched_rows_stay() -> None:
     x = torch.randn(3, V)
     raw = x.clone()
     rows = np.asarray([0, 2], np.int64)
-    taken = apply_mask(x, rows, np.asarray([6, -1]), np.asarray([-1, -1]), np.full((2, 1), -1, np.int32))
-    assert not taken.any()
+    flag = apply_mask(x, rows, np.asarray([6, -1]), np.asarray([-1, -1]), np.full((2, 1), -1, np.int32))
+    assert not flag.any()
     assert int(torch.argmax(x[0])) == 6 and torch.isinf(x[0]).sum() == V - 1
     assert torch.equal(x[1:], raw[1:])
 
@@ -61,7 +67,7 @@ def test_sampling_has_override_modes_joint_distribution() -> None:
     temperature = 0.7
     x, rows, force, redirect, ban = one_row(n, logits)
     g = torch.Generator().manual_seed(0)
-    taken = apply_mask(
+    flag = apply_mask(
         x,
         rows,
         force,
@@ -72,13 +78,13 @@ def test_sampling_has_override_modes_joint_distribution() -> None:
         generator=g,
     )
     tokens = torch.multinomial(torch.softmax(x / temperature, -1), 1, generator=g)[:, 0]
-    assert (tokens[taken] == TARGET).all(), "a taken redirect emits the target"
+    counted = flag & (tokens == TARGET)  # what the core counts as an end attempt
     # Override mode exactly: token x ~ p; an end attempt becomes (TARGET, counted), the rest (x, not).
     p = torch.softmax(torch.tensor(logits) / temperature, -1).double()
     want = {(t, False): float(p[t]) for t in range(V) if t not in BANNED}
     want[(TARGET, True)] = float(p[BANNED].sum())
     got: dict[tuple[int, bool], float] = {}
-    for t, f in zip(tokens.tolist(), taken.tolist(), strict=True):
+    for t, f in zip(tokens.tolist(), counted.tolist(), strict=True):
         got[(t, f)] = got.get((t, f), 0.0) + 1 / n
     assert set(got) <= set(want)
     for key, q in want.items():

@@ -116,7 +116,9 @@ class BudgetBatch:
         self._inner.reset(slot)
 
     def rollback(self, slot: int, k: int) -> None:
-        """Undo the last ``k`` tokens of ``slot`` exactly (e.g. rejected speculative tokens)."""
+        """Undo the last ``k`` steps of ``slot`` exactly (e.g. rejected speculative tokens): the row is
+        as if they had never been fed, in every phase. Steps fed after the row ended (done or error)
+        count too, and are undone first."""
         self._version += 1
         self._inner.rollback(slot, k)
 
@@ -139,9 +141,9 @@ class BudgetBatch:
     ) -> None:
         """Mask mode, before sampling: per entry a token to force (``force_B[i] >= 0``), or the
         attempts to end thinking (``ban_BK[i]``, padded with -1) and the token that replaces them
-        (``redirect_B[i]``; -1: none). The stack takes the redirect when the model attempts to end
-        (forcing ``redirect_B[i]``) or declines it (banning ``ban_BK[i]``), and says which to
-        :meth:`advance`; :func:`s1kit.budget.adapters.masking.apply_mask` does both."""
+        (``redirect_B[i]``; -1: none). The stack bans them, gives their probability to the redirect
+        token and tells :meth:`advance` whether an emission of it stands for the end attempt;
+        :func:`s1kit.budget.adapters.masking.apply_mask` does both."""
         self._inner.mask(force_B, redirect_B, ban_BK, rows)
 
     def advance(
@@ -150,9 +152,10 @@ class BudgetBatch:
         rows: IntArray | None = None,
         redirected_B: npt.NDArray[np.integer[Any]] | npt.NDArray[np.bool_] | None = None,
     ) -> None:
-        """Mask mode, after sampling: the tokens the stack emitted, and per entry whether it took the
-        row's redirect (nonzero: it forced ``redirect_B[i]`` because the model attempted to end;
-        0: it declined it; ``None``: no entry took one). See :mod:`s1kit.budget.adapters.masking`."""
+        """Mask mode, after sampling: the tokens the stack emitted, and per entry whether an emission of
+        the row's redirect token stands for the model's attempt to end (nonzero; ``None``: for no
+        entry), as :func:`s1kit.budget.adapters.masking.apply_mask` returns it. Ignored for other
+        tokens."""
         self._version += 1
         if redirected_B is not None and redirected_B.dtype not in (np.int32, np.int64):
             redirected_B = np.ascontiguousarray(redirected_B, np.int64)  # e.g. bool or uint8 flags

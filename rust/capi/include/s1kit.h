@@ -363,10 +363,12 @@ enum S1kitStatus s1kit_batch_step(struct S1kitBatch *batch,
  `force[i]`: the token the row must emit (give it all the probability), or -1; otherwise
  `redirect[i]`: -1 (leave the logits alone), or the token that replaces an attempt to end
  thinking, with the attempts listed in `ban[i*width .. i*width+width]` (padded with -1). For a
- redirect entry the engine either TAKES the redirect (the model attempts to end: under greedy
- decoding when the argmax is a banned token; under sampling with probability equal to the banned
- tokens' total probability) and forces `redirect[i]`, or DECLINES it and sets the banned logits
- to -inf; it reports which to `s1kit_batch_advance`. `width` must be at least
+ redirect entry the engine sets the banned logits to -inf and gives their probability to
+ `redirect[i]` (greedy: `logit[r] = max(logit[r], logit[banned...])`; sampling at temperature T:
+ `logit[r] = T * logsumexp(logit[r] / T, logit[banned...] / T)`), and decides the flag it passes
+ to `s1kit_batch_advance`: whether an emission of `redirect[i]` stands for the end attempt
+ (greedy: the best banned logit is higher than `logit[r]`, or equal with a lower id; sampling: a
+ uniform draw below the banned tokens' share of the pooled probability). `width` must be at least
  `s1kit_batch_ban_width`. Reads state only.
 
  # Safety
@@ -383,8 +385,10 @@ enum S1kitStatus s1kit_batch_mask(struct S1kitBatch *batch,
 
 /*
  Mask mode, after sampling: the `n` tokens the engine emitted under the last mask, and per entry
- `redirected[i]` (1: the engine took that entry's redirect and forced `redirect[i]`; 0: it declined
- it, or the entry had none). `redirected` may be null: no entry took its redirect.
+ `redirected[i]` (1: if the entry emitted its redirect token, that emission stands for the attempt
+ to end thinking, which is counted and the rest of the extension or answer prefix forced; 0: it is
+ the model's own token). Ignored for other tokens and entries without a redirect. `redirected`
+ may be null: 0 for every entry.
 
  # Safety
  `batch` must be a live handle; `emitted` holds `n` values; `redirected` null or `n`; `rows`

@@ -132,13 +132,13 @@ fn mask_mode_bans_the_end_and_redirects_to_wait() {
         let mut banned: Vec<i32> = ban.iter().copied().filter(|&t| t >= 0).collect();
         banned.sort_unstable();
         assert_eq!(banned, [2, 9]);
-        // The model's own "Wait" (3) with the redirect declined is taken as sampled.
+        // The model's own "Wait" (3), its own logit above the end attempts', is taken as sampled.
         assert_eq!(
             s1kit_batch_advance(batch, &3i64, &0u8, rows.as_ptr(), 1),
             S1kitStatus::Ok
         );
         assert_eq!(state(batch, 1).extensions_used, 0);
-        // The model attempts to end: the engine takes the redirect and forces "Wait".
+        // The end attempts outranked "Wait" (flag 1): its emission stands for the attempt.
         assert_eq!(
             s1kit_batch_advance(batch, &3i64, &1u8, rows.as_ptr(), 1),
             S1kitStatus::Ok

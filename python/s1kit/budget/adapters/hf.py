@@ -1,11 +1,11 @@
 """Budget forcing inside one ``transformers`` ``model.generate(...)`` call, no re-prompting.
 
 transformers hands a logits processor only the logits, so this adapter uses the core's mask mode
-(see :mod:`s1kit.budget.adapters.masking`): forced tokens get all the probability; when the model
-attempts to end thinking (its argmax, or with sampling a draw with the end's probability, is an end
-delimiter or EOS) the row is forced onto the replacement ("Wait", or the answer prefix once ending is
-allowed), otherwise the end attempts are banned. Greedy decoding emits exactly what s1kit's own
-engine (override mode) emits. A stopping criterion ends rows the core marks done (e.g. the answer
+(see :mod:`s1kit.budget.adapters.masking`): forced tokens get all the probability; the tokens that
+would end thinking are banned and their probability moves onto the replacement ("Wait", or the answer
+prefix in place of an EOS once ending is allowed), and the processor records whether an emission of
+it stands for an end attempt. Greedy decoding emits exactly what s1kit's own engine (override mode)
+emits. A stopping criterion ends rows the core marks done (e.g. the answer
 cap). Once a row has finished (done in the core, or it emitted one of ``eos_token_id``), the pad
 tokens transformers appends to it are not fed to the core. Use it with batch generation (one row per
 prompt; no beam search); ``do_sample`` must match the ``generate`` call.
@@ -32,8 +32,8 @@ class HFBudgetForcing:
 
     ``specs``: one spec for all rows, or one per row. ``pad_token_id``: left padding stripped from
     prompts before the core reads them. ``eos_token_id``: the ids that end a row in ``generate``
-    (default: the specs' EOS ids). ``do_sample``: as passed to ``generate`` (sampled rows take a
-    redirect with the end attempt's probability, drawn from ``generator``). Create a new object for
+    (default: the specs' EOS ids). ``do_sample``: as passed to ``generate`` (an emitted replacement
+    is attributed to the end attempt with a draw from ``generator``). Create a new object for
     each ``generate`` call.
 
     >>> bf = HFBudgetForcing(spec, pad_token_id=tok.pad_token_id)  # doctest: +SKIP

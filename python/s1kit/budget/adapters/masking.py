@@ -6,20 +6,25 @@ width, ``V`` vocabulary. Per governed row (from :meth:`BudgetBatch.mask`):
 - ``force >= 0``: that token gets all the probability.
 - ``redirect >= 0``: the banned tokens are the row's attempts to end (an end delimiter or EOS) and
   ``redirect`` is the token override mode would emit instead (an extension's first token, or the
-  answer prefix's next token). The edit first decides whether the model attempts to end this step,
-  exactly as override mode would see it: for a greedy row, whether the argmax of the row is banned;
-  for a sampled row, with probability equal to the banned tokens' total probability under
-  ``softmax(logits / temperature)`` (one uniform draw from ``generator``). If it does, the redirect
-  is *taken*: the row is forced onto ``redirect``. Otherwise it is *declined*: the banned tokens get
-  ``-inf`` and the model's own token goes through (even when it equals ``redirect``: it is then
-  not counted as an extension). The returned flags say which rows took their redirect; pass them to
-  :meth:`BudgetBatch.advance` with the emitted tokens (:class:`RedirectFlags` keeps them per slot).
+  answer prefix's next token). The banned tokens get ``-inf`` and the redirect token gets their
+  probability on top of its own: ``T * logsumexp([logit[r], logit[banned]] / T)`` for a sampled row
+  at temperature ``T``, ``max(logit[r], logit[banned])`` for a greedy row. Whether an emission of
+  the redirect token then stands for the end attempt (counted, and the rest of "Wait" or the answer
+  prefix forced) or is the model's own token is decided here and returned as a flag per row: for a
+  greedy row, whether the best end attempt outranks the redirect token (higher logit, or equal with
+  a lower id, as ``torch.argmax`` breaks ties); for a sampled row, a uniform draw below the end
+  attempts' share of the pooled probability. Pass the flags to :meth:`BudgetBatch.advance` with
+  the emitted tokens (:class:`RedirectFlags` keeps them per slot until then).
 
-Greedy rows therefore emit exactly what override mode emits, with the same accounting. Sampled
-rows have exactly override mode's distribution over (token, accounting) when the stack samples from
-``softmax(edited logits / temperature)``; processors that run after this edit and change the
-distribution (top-k, top-p, min-p, penalties) make the end probability approximate. Decisions are
-read on the host (numpy); the edit is a fixed number of device ops and never syncs on the device.
+Greedy rows therefore emit exactly what override mode emits, with the same accounting, except when
+the largest logit of the row is tied between an end attempt and another token that is not the
+redirect token (exact ties; the edit sees only the banned and redirect cells). Sampled rows have
+exactly override mode's joint distribution over (emitted token, accounting) when the stack samples
+from ``softmax(edited logits / T)``, but not the same stream for a given seed (the attribution uses
+its own draw). Processors that run after this edit and reshape the distribution (top-k, top-p,
+min-p, penalties) make it approximate. Only the ``(R, 1 + K)`` cells involved are read and written:
+no pass over the vocabulary. Decisions are read on the host
+(numpy); the edit is a fixed number of device ops and never syncs on the device.
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ def apply_mask(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Edit ``logits_BV`` in place (entry ``i`` applies to logits row ``rows_N[i]``); return the
-    ``(N,)`` bool tensor, on the logits' device, of the entries that took their redirect.
+    ``(N,)`` bool flags, on the logits' device, to pass to :meth:`BudgetBatch.advance` with the
+    emitted tokens (true: an emission of that entry's redirect token stands for its end attempt).
 
     ``sample_N``: entries whose row is sampled (default: none, every row is greedy);
     ``temperature_N``: their temperature as the stack applies it after this edit (default 1: the
@@ -76,7 +82,7 @@ def apply_mask(
     dev = logits_BV.device
     neg = float("-inf")
     n = len(rows_N)
-    taken_N = torch.zeros(n, dtype=torch.bool, device=dev)
+    flags_N = torch.zeros(n, dtype=torch.bool, device=dev)
     forced = force_N >= 0
     if forced.any():
         r = torch.from_numpy(rows_N[forced]).to(dev)
@@ -85,40 +91,49 @@ def apply_mask(
         logits_BV[r, t] = 0.0
     redirected = redirect_N >= 0
     if not redirected.any():
-        return taken_N
+        return flags_N
     idx = np.nonzero(redirected)[0]
     ban = ban_NK[idx]
     keep = ban >= 0
     target = redirect_N[idx].astype(np.int64)
-    r = torch.from_numpy(rows_N[idx]).to(dev)
-    t = torch.from_numpy(target).to(dev)
-    # Padding points at the target, which is never banned: writing it back leaves it unchanged.
-    cols = torch.from_numpy(np.where(keep, ban, target[:, None]).astype(np.int64)).to(dev)
+    r = torch.from_numpy(rows_N[idx].astype(np.int64)).to(dev)
+    # Column 0: the redirect token; then the banned ids (padding points at the redirect token, which
+    # is never banned: the spec validation guarantees it). Only these (R, 1 + K) cells are touched.
+    cols = torch.from_numpy(np.concatenate([target[:, None], np.where(keep, ban, target[:, None])], 1)).to(
+        dev
+    )
     keep_t = torch.from_numpy(keep).to(dev)
-    sub = logits_BV[r]  # (R, V): the redirect rows, edited here and written back once
-    # Greedy: the model attempts to end iff its argmax (first maximum, as torch.argmax) is banned.
-    taken = ((cols == sub.argmax(-1, keepdim=True)) & keep_t).any(1)
+    cells = logits_BV[r[:, None], cols].float()
+    x_t, x_b = cells[:, 0], cells[:, 1:].masked_fill(~keep_t, neg)
+    # Greedy: the end attempt outranks the redirect token if its best logit is higher, or equal with
+    # a lower token id (torch.argmax takes the first maximum); the redirect token then gets it.
+    b_max = x_b.amax(1)
+    big = torch.iinfo(torch.int64).max
+    b_first = torch.where(keep_t & (x_b == b_max[:, None]), cols[:, 1:], big).amin(1)
+    flag = (b_max > x_t) | ((b_max == x_t) & (b_first < cols[:, 0]))
+    value = torch.maximum(x_t, b_max)
     if sample_N is not None and sample_N[idx].any():
         temp = np.ones(len(idx)) if temperature_N is None else np.asarray(temperature_N, np.float64)[idx]
-        z = sub.float() / torch.from_numpy(np.maximum(temp, 1e-6)).to(dev, torch.float32)[:, None]
-        lse_ban = torch.logsumexp(z.gather(1, cols).masked_fill(~keep_t, neg), 1)
-        p_end = torch.exp(lse_ban - torch.logsumexp(z, 1))
+        tau = torch.from_numpy(np.maximum(temp, 1e-6)).to(dev, torch.float32)
+        z_t, z_b = x_t / tau, x_b / tau[:, None]
+        lse_b = torch.logsumexp(z_b, 1)
+        lse = torch.logaddexp(z_t, lse_b)
         u = torch.rand(len(idx), generator=generator, device=dev)
         sampled = torch.from_numpy(sample_N[idx].astype(np.bool_)).to(dev)
-        taken = torch.where(sampled, u < p_end, taken)
-    # Declined: ban the end attempts. Taken: force the target.
-    sub.scatter_(1, cols, sub.gather(1, cols).masked_fill(keep_t, neg))
-    at = torch.arange(len(idx), device=dev)
-    target_val = torch.where(taken, torch.zeros((), dtype=sub.dtype, device=dev), sub[at, t])
-    sub.masked_fill_(taken[:, None], neg)
-    sub[at, t] = target_val
-    logits_BV[r] = sub
-    taken_N[torch.from_numpy(idx).to(dev)] = taken
-    return taken_N
+        # The redirect token gets the pooled probability; an emission of it is the end attempt with
+        # the end attempts' share of that pool (the same joint law as sampling, then replacing).
+        flag = torch.where(sampled, u < torch.exp(lse_b - lse), flag)
+        value = torch.where(sampled, tau * lse, value)
+    # Banned cells get -inf; padding cells name the redirect token and get its value too, so every
+    # write to one cell is the same (index_put with repeated indices is then deterministic).
+    out = torch.cat([value[:, None], torch.where(keep_t, neg, value[:, None])], 1)
+    logits_BV[r[:, None], cols] = out.to(logits_BV.dtype)
+    flags_N[torch.from_numpy(idx).to(dev)] = flag
+    return flags_N
 
 
 class RedirectFlags:
-    """Per slot, whether the mask of its last step took the redirect, until that step's token is
+    """Per slot, the flag :func:`apply_mask` returned at its last step, until that step's token is
     fed to :meth:`BudgetBatch.advance`. ``record`` keeps the device flags without a sync; ``take``
     copies them to the host once, when the tokens are fed (which needs the host anyway)."""
 

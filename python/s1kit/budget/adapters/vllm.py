@@ -21,10 +21,10 @@ one-way move that empties its source), then every row is advanced over the token
 output list gained since the last step (vLLM passes a live reference to that list when the request
 is added, so a preempted and re-added request is replayed from its first output token). ``apply``
 runs the core's mask mode (see :mod:`s1kit.budget.adapters.masking`): a forced token gets all the
-probability; an attempt to end thinking is taken (forced onto "Wait" or the answer prefix) or
-declined (banned), decided from the logits: the argmax for greedy requests (``temperature == 0``), a
-draw with the end's probability at the request's temperature otherwise; the flag reaches the core
-with the emitted token.
+probability; the tokens that would end thinking are banned and their probability moves onto "Wait"
+(or the answer prefix), pooled by max for greedy requests (``temperature == 0``) and by logsumexp at
+the request's temperature otherwise; the flag that says whether an emitted replacement stands for an
+end attempt reaches the core with the emitted token.
 vLLM applies custom processors after its built-in ones (penalties, bias, min-tokens), and
 structured-output bitmasks afterwards: keep grammars off for budget-forced requests, or make sure
 the grammar allows the forced texts (budget forcing must apply last; see docs/embedding.md).

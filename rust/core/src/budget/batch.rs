@@ -253,10 +253,11 @@ impl BudgetBatch {
     }
 
     /// Mask mode, before sampling: per entry, a token to force, or tokens to ban (the end attempts)
-    /// and the redirect token that replaces them. The stack then either takes the redirect (when
-    /// the model attempts to end: the argmax is banned under greedy decoding, or with the banned
-    /// tokens' total probability under sampling) by forcing the redirect token, or declines it by
-    /// banning the end attempts only; it reports which to [`Self::advance`]. Reads state only.
+    /// and the redirect token that replaces them. The stack bans them and gives their probability
+    /// to the redirect token, and decides whether an emission of the redirect token stands for the
+    /// end attempt (greedy: the best banned logit outranks the redirect token's own; sampling: a
+    /// draw with the end attempts' share of the pooled probability); it passes that flag to
+    /// [`Self::advance`]. Reads state only.
     pub fn mask(&self, rows: Option<&[u32]>, n: usize, out: MaskOut<'_>) -> Result<()> {
         self.entries(n, rows)?;
         let need = self.ban_width();
@@ -314,9 +315,9 @@ impl BudgetBatch {
     }
 
     /// Mask mode, after sampling: the tokens the stack emitted under the last [`Self::mask`], and per
-    /// entry whether the stack took the row's redirect (`redirected[i] != 0`: it forced the
-    /// redirect token because the model attempted to end; `None`: no entry took one). Entries whose
-    /// mask had no redirect ignore their flag.
+    /// entry whether an emission of its redirect token stands for the end attempt
+    /// (`redirected[i] != 0`; `None`: for no entry). Entries that emitted anything else, or whose
+    /// mask had no redirect, ignore their flag.
     pub fn advance(
         &mut self,
         emitted: &[i64],
@@ -339,8 +340,8 @@ impl BudgetBatch {
             if let Some(row) = &mut self.slots[slot] {
                 // Steps fed after the row ended are recorded too, so `rollback` undoes them first.
                 Self::push_history(row, max_rollback);
-                let taken = redirected.is_some_and(|r| r[i] != 0);
-                row.state.advance(&row.spec, tok, taken);
+                let flag = redirected.is_some_and(|r| r[i] != 0);
+                row.state.advance(&row.spec, tok, flag);
             }
         }
         Ok(())

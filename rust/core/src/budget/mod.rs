@@ -58,18 +58,24 @@
 //!   logits. Per row: a token to force, or a set of banned tokens (the attempts to end: EOS and the
 //!   tokens that would complete an end delimiter now) plus a redirect token (what override mode
 //!   would emit instead: the next extension's first token, or, once ending is allowed, the answer
-//!   prefix's next token in place of an EOS). The stack decides whether the model attempts to end
-//!   and reports it to `advance`: it **takes** the redirect (forces the redirect token) when, for a
-//!   greedy row, the argmax of its logits is banned, or, for a sampled row, with probability equal
-//!   to the banned tokens' total probability; otherwise it **declines** it (bans the banned tokens
-//!   and lets the model's own token through, which is then counted as sampled even when it equals
-//!   the redirect token). `s1kit.budget.adapters.masking.apply_mask` is that edit.
+//!   prefix's next token in place of an EOS). The stack bans the banned tokens and gives their
+//!   probability to the redirect token (greedy: the larger of the two logits; sampling at
+//!   temperature `T`: `T * logsumexp` of both), and passes to `advance`, per row, a flag that says
+//!   whether an emission of the redirect token stands for the end attempt: for a greedy row, when
+//!   the best banned logit outranks the redirect token's own (higher, or equal with a lower id, as
+//!   argmax breaks ties); for a sampled row, with a uniform draw below the banned tokens' share of
+//!   the pooled probability. A flagged emission of the redirect token is counted as the end attempt
+//!   and forces the rest of the extension (or answer prefix); an unflagged one is the model's own
+//!   token (e.g. a "Wait" the model wrote itself, not counted). `s1kit.budget.adapters.masking::
+//!   apply_mask` is that edit; it touches only the banned and redirect cells.
 //!
-//!   For greedy decoding mask mode emits exactly the tokens and accounting of override mode. Under
-//!   sampling the two have the same distribution over (token, accounting), but not the same stream
-//!   for a given seed (the decision to end uses its own uniform draw); processors that a stack runs
-//!   after the edit and that change the distribution (top-k, top-p, min-p, penalties) make the end
-//!   probability approximate (`bench/budget_mask_sampling.py` measures both).
+//!   For greedy decoding mask mode emits exactly the tokens and accounting of override mode, except
+//!   when the row's largest logit is tied exactly between an end attempt and a token other than the
+//!   redirect token (the edit does not read the rest of the row). Under sampling the two have the
+//!   same joint distribution over (token, accounting), but not the same stream for a given seed (the
+//!   attribution uses its own draw); processors that a stack runs after the edit and that reshape
+//!   the distribution (top-k, top-p, min-p, penalties) make it approximate
+//!   (`bench/budget_mask_sampling.py` measures both).
 //! - Specs that mask mode could not run exactly are refused by [`BudgetSpec::compile`]: an extension
 //!   that starts with an EOS, starts with a `think_end` spelling (or equals one), or whose first
 //!   token completes a `think_end` spelling (it would be banned and forced at once), and an answer

@@ -274,11 +274,12 @@ impl RowState {
         }
     }
 
-    /// Mask mode: the stack emitted `emitted` after applying this row's mask. `redirected`: the
-    /// stack took this row's redirect (it forced the redirect token because the model attempted to
-    /// end; see [`super::BudgetBatch::mask`]); `false`: it declined it (banned the end attempts and
-    /// let the model's own token through, which is then taken as sampled even when it equals the
-    /// redirect token). Ignored unless the row's plan is a redirecting [`Plan::Free`].
+    /// Mask mode: the stack emitted `emitted` after applying this row's mask. `redirected`: an
+    /// emission of the row's redirect token at this step stands for the model's attempt to end (it
+    /// is then counted as one and the rest of the extension or answer prefix is forced); `false`:
+    /// it is the model's own token, taken as sampled. Ignored unless the row's plan is a
+    /// redirecting [`Plan::Free`] and `emitted` is its redirect token (see
+    /// [`super::BudgetBatch::mask`]).
     pub fn advance(&mut self, c: &CompiledSpec, emitted: i64, redirected: bool) {
         match self.plan(c) {
             Plan::Idle => {}
@@ -299,11 +300,7 @@ impl RowState {
                 }
                 let t = emitted as u32;
                 match self.redirect_target(c, redirect) {
-                    Some(target) if redirected => {
-                        if t != target {
-                            self.fail(RowError::MaskNotHonoured);
-                            return;
-                        }
+                    Some(target) if redirected && t == target => {
                         let forced = self.begin_redirect(c, redirect);
                         self.emit(c, forced, true);
                     }
