@@ -82,7 +82,8 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
         self._generator.manual_seed(0)
         # Per request (keyed by its output list, which survives preemption): the redirect flag of
         # each token fed, so that a re-added request is replayed with the same attributions.
-        self._flags: dict[int, list[int]] = {}
+        # The entry holds the list itself, so that its id cannot be reused by a new request's list.
+        self._flags: dict[int, tuple[list[int], list[int]]] = {}
 
     def is_argmax_invariant(self) -> bool:
         """Forcing changes the argmax, so greedy requests must run it too."""
@@ -108,9 +109,12 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             self._outputs[index] = output_ids
             self._temperature[index] = float(getattr(params, "temperature", 0.0) or 0.0)
             self._fed[index] = 0
-            self._flags.setdefault(id(output_ids), [])
-            while len(self._flags) > 4 * self._batch.capacity:  # forget the oldest finished requests
-                del self._flags[next(iter(self._flags))]
+            self._flags.setdefault(id(output_ids), (output_ids, []))
+            if len(self._flags) > 4 * self._batch.capacity:  # forget the oldest requests not running
+                live = {id(o) for o in self._outputs.values()}
+                stale = [k for k in self._flags if k not in live]
+                for k in stale[: len(self._flags) - 2 * self._batch.capacity]:
+                    del self._flags[k]
         for a, c, direction in update.moved:
             if _is_swap(direction):
                 b.swap(a, c)
@@ -145,7 +149,7 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
                 tokens[k] = out[fed]
             taken = self._taken.take(slots.tolist())
             for k, (_, out, fed) in enumerate(pending):
-                history = self._flags.setdefault(id(out), [])
+                history = self._flags.setdefault(id(out), (out, []))[1]
                 if fed < len(history):  # a replay after re-adding: the recorded attribution
                     taken[k] = history[fed]
                 else:
