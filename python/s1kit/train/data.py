@@ -73,6 +73,8 @@ def load_rows(source: str, split: str = "train") -> list[dict[str, Any]]:
         for f in chosen:
             rows.extend(_read_file(Path(f)))
         return rows
+    if source.startswith((".", "/", "~")) or path.suffix.lower() in (".jsonl", ".json", ".parquet", ".arrow"):
+        raise DataError(f"data {source}: no such file or folder; pass --data <jsonl|parquet|folder|hub name>")
     try:
         import datasets
     except ImportError as exc:

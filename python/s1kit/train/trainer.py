@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from s1kit.errors import ConfigError
 from s1kit.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from s1kit.train.config import TrainConfig, validate_config
 from s1kit.train.data import DataStats, Example, build_examples, load_rows
@@ -253,6 +254,8 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     random.seed(cfg.seed)
     from transformers import AutoTokenizer
 
+    if not Path(cfg.model).is_dir():
+        raise ConfigError(f"model {cfg.model}: no such folder; pass --model <Hugging Face model directory>")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     rows = load_rows(cfg.data, cfg.data_split)
     examples, stats = build_examples(tokenizer, rows, cfg)
