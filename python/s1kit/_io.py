@@ -92,6 +92,55 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(rc == 0)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A staging folder beside ``path`` to fill; it replaces ``path`` as a whole when the block ends
+    cleanly (an atomic exchange where the kernel offers one, else two renames in a row), and is
+    deleted otherwise. Readers see the old folder or the new one, never a mix of their files."""
+    import shutil
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.partial"
+    old = final.parent / f".{final.name}.old"
+    for leftover in (staging, old):  # from an earlier interrupted call
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        for f in staging.rglob("*"):
+            if f.is_file():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(staging)
+        kill_point(final.name)
+        if final.exists() and _exchange(staging, final):
+            shutil.rmtree(staging)  # now holds the old content
+        else:
+            if final.exists():
+                os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(final.parent)
+
+
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Atomically replace ``path`` with ``text``."""
     with atomic_open(path, "w", encoding=encoding) as fh:
@@ -163,6 +212,7 @@ def read_marker(path: str | Path) -> Any | None:
 
 __all__ = [
     "KILL_ENV",
+    "atomic_dir",
     "atomic_open",
     "atomic_path",
     "check_marker",
