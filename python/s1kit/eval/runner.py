@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.errors import ConfigError, DataError
 from s1kit.eval.grading import GradingPool, extract_answer
 from s1kit.eval.methods import (
@@ -95,9 +96,12 @@ class SampleStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            for rec in records:
+            for i, rec in enumerate(records):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
+                if i == 0:  # fault tests kill here: a chunk half on disk
+                    f.flush()
+                    _io.kill_point("eval.samples")
             f.flush()
             os.fsync(f.fileno())
 

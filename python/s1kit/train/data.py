@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.errors import ConfigError, DataError
 from s1kit.train.config import TrainConfig
 
@@ -86,7 +87,21 @@ def load_rows(source: str, split: str = "train") -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
+def check_complete(path: Path) -> None:
+    """Refuse a data file that a completion record beside it (``summary.json``, as ``s1kit curate``
+    writes) does not vouch for: one from an interrupted or mixed run."""
+    marker = path.parent / "summary.json"
+    record = _io.read_marker(marker)
+    listed = isinstance(record, dict) and path.name in (record.get("files") or {})
+    interrupted = record is None and (path.parent / "manifest.jsonl").is_file()
+    if listed or interrupted:
+        problems = _io.check_marker(marker)
+        if problems:
+            raise DataError(f"data {path}: {'; '.join(problems)}; rerun the stage that wrote it")
+
+
 def _read_file(path: Path) -> list[dict[str, Any]]:
+    check_complete(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows: list[dict[str, Any]] = []

@@ -411,7 +411,7 @@ class _Logger:
         if rank != 0:
             return
         path = out_dir / "log.jsonl"
-        if start > 0 and path.is_file():
+        if path.is_file():  # a fresh run (start 0) or a resume: the log holds each step once
             _drop_steps_after(path, start)
         self.fh = path.open("a", encoding="utf-8")
         if cfg.progress:
