@@ -263,7 +263,7 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     random.seed(cfg.seed)
     from transformers import AutoTokenizer
 
-    if not Path(cfg.model).is_dir():
+    if cfg.model.startswith((".", "/", "~")) and not Path(cfg.model).expanduser().is_dir():
         raise ConfigError(f"model {cfg.model}: no such folder; pass --model <Hugging Face model directory>")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     rows = load_rows(cfg.data, cfg.data_split)
