@@ -90,9 +90,15 @@ class BudgetBatch:
     Per-step calls take one-dimensional int32/int64 numpy arrays (C-contiguous) and write into the
     caller's output arrays; they raise only for misuse (shape, dtype, slot), never for what a row
     generated: such a row moves to the error phase. Inputs must not be mutated during a call.
+    Every output array is checked before anything is written: a read-only, non-contiguous or
+    wrongly shaped one raises ``ValueError``, a wrong dtype ``TypeError``, each naming the argument.
+    A negative or oversized slot/count raises ``ValueError`` naming the argument; a slot outside the
+    batch ``ValueError``; an operation on an empty slot ``IndexError``. No call panics.
     """
 
-    def __new__(cls, capacity: int, *, max_rollback: int = 32) -> BudgetBatch: ...
+    def __new__(cls, capacity: int, *, max_rollback: int = 32) -> BudgetBatch:
+        """``capacity`` in 1..2**24 and ``max_rollback`` <= 2**16, else ``ValueError`` (a size the
+        allocator cannot serve is a ``ValueError`` too, never an abort)."""
     @property
     def capacity(self) -> int:
         """Number of slots."""
@@ -103,11 +109,12 @@ class BudgetBatch:
     def ban_width(self) -> int:
         """Columns the ``ban`` array of ``mask`` needs for the current rows."""
     def insert(self, slot: int, spec: BudgetSpec) -> None:
-        """Put a fresh row with ``spec`` in ``slot``."""
+        """Put a fresh row with ``spec`` in the empty ``slot``; an occupied slot raises ``ValueError``
+        (remove the row first, or ``reset`` it)."""
     def free_slot(self) -> int | None:
         """The first empty slot, or None."""
     def remove(self, slot: int) -> None:
-        """Empty ``slot``."""
+        """Empty the occupied ``slot``; an empty slot raises ``IndexError``."""
     def swap(self, a: int, b: int) -> None:
         """Exchange two slots."""
     def move_row(self, src: int, dst: int) -> None:

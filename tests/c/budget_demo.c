@@ -126,9 +126,10 @@ int main(void) {
           "row 1 accounting: extensions=%u thinking=%u forced=%u", s1.extensions_used,
           s1.thinking_tokens, s1.forced_tokens);
 
-    /* Mask mode on a fresh row in slot 1 (a llama_sampler's apply/accept). */
+    /* Mask mode on a fresh row in slot 1 (a llama_sampler's apply/accept); insert needs an empty slot. */
     S1kitSpec *again = NULL;
     TRY(s1kit_spec_new(&d1, &again));
+    TRY(s1kit_batch_remove(batch, 1));
     TRY(s1kit_batch_insert(batch, 1, again));
     s1kit_spec_free(again);
     TRY(s1kit_batch_process_prompt(batch, 1, prompt, 3));

@@ -122,6 +122,8 @@ def test_override_mode_matches_reference(
             batch.reset(o[1])
             refs[o[1]] = RefRow(refs[o[1]].spec, max_rollback=3)  # type: ignore[union-attr]
         elif o[0] == "insert":
+            if refs[o[1]] is not None:  # insert needs an empty slot
+                batch.remove(o[1])
             batch.insert(o[1], native(ref_specs[o[2]]))
             refs[o[1]] = RefRow(ref_specs[o[2]], max_rollback=3)
         for slot, row in enumerate(refs):

@@ -81,9 +81,11 @@ def test_tensor_step_matches_rust_core(
             continue
         for b in (ref, mirror):
             if o[0] == "insert":
+                if b.row_state(o[1]) is not None:  # insert needs an empty slot
+                    b.remove(o[1])
                 b.insert(o[1], native_specs[o[2]])
                 b.process_prompt(o[1], o[3])
-            elif o[0] == "remove":
+            elif o[0] == "remove" and b.row_state(o[1]) is not None:
                 b.remove(o[1])
             elif o[0] == "swap":
                 b.swap(o[1], o[2])

@@ -86,6 +86,12 @@ def test_sigkill_then_resume_matches_uninterrupted(
     torch.testing.assert_close(
         torch.tensor(resumed.losses), torch.tensor(full.losses[resume_from:]), rtol=1e-6, atol=0
     )
+    # The log holds every step once: the steps logged after the checkpoint and before the kill were
+    # trained again, and only their second run is in the log.
+    steps = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if "step" in r]
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in steps] == pytest.approx(full.losses, rel=1e-6)
 
 
 def test_export_loads_and_reproduces_logits(setup: dict[str, Any]) -> None:

@@ -82,7 +82,11 @@ class BudgetBatch:
         return int(self._inner.ban_width)
 
     def insert(self, slot: int, spec: BudgetSpec) -> None:
-        """Put a fresh row with ``spec`` into ``slot`` (replacing any row there)."""
+        """Put a fresh row with ``spec`` into the empty ``slot``.
+
+        An occupied slot raises ``ValueError`` (silently replacing a live row would hide a
+        bookkeeping bug): :meth:`remove` it first, or :meth:`reset` it to restart the same spec.
+        """
         self._version += 1
         if not isinstance(spec, BudgetSpec):
             raise TypeError(f"spec must be an s1kit.budget.BudgetSpec, got {type(spec).__name__}")
@@ -99,6 +103,7 @@ class BudgetBatch:
         return int(slot)
 
     def remove(self, slot: int) -> None:
+        """Empty the occupied ``slot``; an empty slot raises ``IndexError``."""
         self._version += 1
         self._inner.remove(slot)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Show the token ids a budget spec gets from a tokenizer (checks that every string round-trips)."
 
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     from s1kit.budget import BudgetSpec
 
+    if args.tokenizer.startswith((".", "/", "~")) and not Path(args.tokenizer).expanduser().is_dir():
+        raise ValueError(
+            f"--tokenizer {args.tokenizer}: no such folder; pass a tokenizer directory or hub id"
+        )
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     spec = BudgetSpec.from_tokenizer(
         tok,

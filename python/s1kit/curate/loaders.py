@@ -71,15 +71,26 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
 
 
 def _json_records(path: Path) -> Iterator[Record]:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        yield from _jsonl_records(path)  # a .json file holding JSON Lines
+    raw = path.read_bytes()
+    if not raw.lstrip().startswith(b"["):
+        yield from _jsonl_records(path)  # a .json file holding JSON Lines: bad lines become issues
         return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(
+            f"{path}: line {line} column {col}: byte 0x{raw[e.start]:02x} is not UTF-8 ({e.reason}); "
+            "a JSON array file must be UTF-8 throughout: re-save it as UTF-8, or write it as JSON Lines "
+            "(.jsonl), where an undecodable line is reported and skipped"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON array ({e.msg} at line {e.lineno}); fix the file") from e
+        raise DataError(
+            f"{path}: line {e.lineno} column {e.colno}: malformed JSON array ({e.msg}); fix the file"
+        ) from None
     for i, obj in enumerate(data, start=1):
         yield i, obj if isinstance(obj, dict) else f"array element is a {type(obj).__name__}, not an object"
 
@@ -184,12 +195,18 @@ def load_pool(specs: Sequence[str | Path], overrides: Mapping[str, str] | None =
     return pool
 
 
-def load_texts(specs: Sequence[str | Path], column: str = "question") -> list[tuple[str, str, str]]:
-    """``(file, id, text)`` for every readable row with a ``column`` value (evaluation sets)."""
+def load_texts(
+    specs: Sequence[str | Path], column: str = "question"
+) -> tuple[list[tuple[str, str, str]], list[LoadIssue]]:
+    """``(file, id, text)`` for every readable row with a ``column`` value (evaluation sets), and an
+    issue for every row that is not: unreadable lines and rows without a ``column`` value."""
     pool = load_pool(specs)
     out = []
+    issues = list(pool.issues)
     for r in pool.rows:
         text = getattr(r, column)
         if text:
             out.append((r.file, r.id if r.id is not None else f"line{r.line}", text))
-    return out
+        else:
+            issues.append(LoadIssue(r.row, r.file, r.line, f"no {column} text"))
+    return out, sorted(issues, key=lambda i: i.row)

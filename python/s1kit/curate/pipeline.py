@@ -9,6 +9,7 @@ the same selection, manifest and table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -19,11 +20,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+from s1kit import _io
 from s1kit.curate import correctness, decontam, dedup, difficulty, diversity, domains, quality
 from s1kit.curate.embed import SentenceEmbedder
 from s1kit.curate.loaders import Pool
 from s1kit.curate.manifest import Manifest, StageStats
 from s1kit.curate.schema import Row
+from s1kit.errors import DataError
+
+SUMMARY_FILE = "summary.json"
 
 STAGES: tuple[str, ...] = (
     "quality",
@@ -204,7 +209,14 @@ def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | Non
 
 
 def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, Path]:
-    """Write ``selected.jsonl``, ``selected.parquet``, ``manifest.jsonl`` and ``summary.json``."""
+    """Write ``selected.jsonl``, ``selected.parquet``, ``manifest.jsonl`` and, last, ``summary.json``.
+
+    Atomic as a set: every file is first written in full to a temporary file in ``out_dir``; then the
+    previous ``summary.json`` is removed, the new files are renamed into place and the new
+    ``summary.json`` (which lists each file's size and SHA-256) is written last. ``summary.json``
+    is the completion record: a folder without it, or whose files differ from what it lists, was
+    interrupted (see :func:`check_outputs`); a kill never leaves new files beside an old summary.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -213,18 +225,25 @@ def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, 
         "selected_jsonl": out_dir / "selected.jsonl",
         "selected_parquet": out_dir / "selected.parquet",
         "manifest": out_dir / "manifest.jsonl",
-        "summary": out_dir / "summary.json",
+        "summary": out_dir / SUMMARY_FILE,
     }
     records = [r.to_record() for r in result.selected]
-    with paths["selected_jsonl"].open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     columns = list(Row(row=0, file="", line=0).to_record())
-    pq.write_table(
-        pa.Table.from_pylist(records, schema=None) if records else pa.table({c: [] for c in columns}),
-        paths["selected_parquet"],
-    )
-    result.manifest.write(paths["manifest"])
+    table = pa.Table.from_pylist(records, schema=None) if records else pa.table({c: [] for c in columns})
+    with contextlib.ExitStack() as stack:
+        tmp_jsonl = stack.enter_context(_io.atomic_path(paths["selected_jsonl"]))
+        tmp_parquet = stack.enter_context(_io.atomic_path(paths["selected_parquet"]))
+        tmp_manifest = stack.enter_context(_io.atomic_path(paths["manifest"]))
+        with tmp_jsonl.open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        pq.write_table(table, tmp_parquet)
+        result.manifest.write(tmp_manifest)
+        # The old completion record goes before any new file replaces an old one.
+        _io.kill_point("curate.commit")
+        paths["summary"].unlink(missing_ok=True)
+        _io.fsync_dir(out_dir)
+        # Leaving the stack renames the three files into place (in reverse order of entry).
     summary = {
         "input_rows": pool.num_input_rows,
         "selected": len(result.selected),
@@ -235,5 +254,14 @@ def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, 
             for s in result.manifest.stages
         ],
     }
-    paths["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    _io.write_marker(paths["summary"], summary, {k: v for k, v in paths.items() if k != "summary"})
     return paths
+
+
+def check_outputs(out_dir: Path) -> None:
+    """Raise :class:`~s1kit.errors.DataError` unless ``out_dir`` holds one complete curate run."""
+    problems = _io.check_marker(Path(out_dir) / SUMMARY_FILE)
+    if problems:
+        raise DataError(
+            f"{out_dir}: incomplete curate output ({'; '.join(problems)}); rerun `s1kit curate` into it"
+        )

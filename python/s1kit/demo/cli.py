@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from s1kit.demo.pipeline import Demo
 
     if args.nproc < 1:
-        raise SystemExit(f"--nproc {args.nproc}: use 1 or more")
+        raise ValueError(f"--nproc {args.nproc}: use 1 or more")
     demo = Demo(args.out, args.size, args.seed, args.nproc, progress=not args.no_progress)
     result = demo.run()
     total = sum(result["timings"].values())

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.demo.tasks import Problem, make_problems
 
 
@@ -113,8 +114,8 @@ class Demo:
             fn()
             timings[name] = time.perf_counter() - t0
             marker.parent.mkdir(parents=True, exist_ok=True)
-            (self.out / ".done" / f"{name}.time").write_text(json.dumps(timings[name]))
-            marker.write_text(settings)
+            _io.write_text(self.out / ".done" / f"{name}.time", json.dumps(timings[name]))
+            _io.write_text(marker, settings)  # last: the stage's outputs are all in place
             print(f"[demo {i + 1}/{len(stages)}] {name}: {timings[name]:.1f}s", flush=True)
         return {"timings": timings, "report": str(self.out / "report.md")}
 
@@ -338,7 +339,7 @@ class Demo:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as f:
+    with _io.atomic_open(path, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
 

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
+
 
 def plot_loss(log_path: Path, out_png: Path) -> list[tuple[int, float]]:
     """Draw the training loss per step from the trainer's ``log.jsonl``; return (step, loss) pairs."""
@@ -183,5 +185,5 @@ def write_demo_report(out: Path, settings: dict[str, Any]) -> Path:
     lines += _samples(out / "eval" / "samples")
     lines += ["", "Every sweep point and more samples: [eval/report.md](eval/report.md).", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    _io.write_text(path, "\n".join(lines))
     return path

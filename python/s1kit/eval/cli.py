@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s1kit import _io
 from s1kit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     record = _check_run_file(out, record)
-    (out / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    _io.write_text(out / "run.json", json.dumps(record, indent=2))
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     longest_prompt = 2048  # chat template + the longest benchmark question, with room to spare

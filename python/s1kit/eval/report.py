@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.errors import DataError
 from s1kit.eval import metrics
 from s1kit.eval.methods import Setting, SweepConfig, generation_key, select_outcome, sweep
@@ -144,7 +145,7 @@ def _fmt(x: Any, pct: bool = False) -> str:
 
 def _write_csv(path: Path, rows: Sequence[Any], cls: type) -> None:
     names = [f.name for f in fields(cls)]
-    with path.open("w", encoding="utf-8", newline="") as f:
+    with _io.atomic_open(path, "w") as f:
         w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
         for r in rows:
@@ -178,7 +179,8 @@ def plot_scaling(point_rows: Sequence[PointRow], out_stem: Path) -> list[Path]:
     fig.tight_layout()
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        with _io.atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=150, format=p.suffix[1:])
     plt.close(fig)
     return paths
 
@@ -278,5 +280,6 @@ def write_report(out_dir: Path) -> dict[str, Path]:
             "",
         ]
     paths["report_md"] = out_dir / "report.md"
-    paths["report_md"].write_text("\n".join(lines), encoding="utf-8")
+    # report.md last: its presence (atomic, like every file here) means the whole report is written.
+    _io.write_text(paths["report_md"], "\n".join(lines))
     return paths

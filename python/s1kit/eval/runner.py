@@ -6,6 +6,10 @@ appended and fsync'ed after every engine call of at most ``chunk_size`` requests
 ``max_batch``, so a call is one batch in flight). A rerun reads what is there, skips every finished
 generation and continues: a crash loses at most the batch in flight. A torn last line (a crash while
 writing) is dropped on reading.
+
+A prompt too long for the engine (``len(prompt) >= engine.max_len``) does not stop the run: that
+sample is stored with ``finish_reason`` ``"prompt_too_long"``, an empty generation, ``correct``
+false and an ``error`` message, and every other sample is generated as usual.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.errors import ConfigError, DataError
 from s1kit.eval.grading import GradingPool, extract_answer
 from s1kit.eval.methods import (
@@ -33,6 +38,8 @@ from s1kit.eval.methods import (
 from s1kit.eval.tasks import Problem
 
 THINK_START = {"s1": "<|im_start|>think\n", "think_tags": "<think>\n"}
+# finish_reason of a sample whose prompt does not fit the engine (no generation, graded incorrect).
+PROMPT_TOO_LONG = "prompt_too_long"
 
 
 def samples_path(out_dir: Path, task: str, method: str) -> Path:
@@ -89,9 +96,12 @@ class SampleStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            for rec in records:
+            for i, rec in enumerate(records):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
+                if i == 0:  # fault tests kill here: a chunk half on disk
+                    f.flush()
+                    _io.kill_point("eval.samples")
             f.flush()
             os.fsync(f.fileno())
 
@@ -295,13 +305,30 @@ class EvalRunner:
         return produced
 
     def _run_chunk(self, chunk: Sequence[_Job], store: SampleStore, pool: GradingPool) -> int:
+        from s1kit.generate import Result
+
         requests = [self._request(j) for j in chunk]
-        results = self.engine.generate(requests)
+        max_len = getattr(self.engine, "max_len", None)
+        # A prompt that leaves no room to generate is that sample's outcome, not the run's end.
+        too_long = {
+            req.request_id for req in requests if isinstance(max_len, int) and len(req.prompt_ids) >= max_len
+        }
+        fitting = [req for req in requests if req.request_id not in too_long]
+        results = self.engine.generate(fitting) if fitting else []
         by_id = {r.request_id: r for r in results}
+        for req in requests:
+            if req.request_id in too_long:
+                by_id[req.request_id] = Result(req.request_id, list(req.prompt_ids), [], "", PROMPT_TOO_LONG)
         records = [
             self._record(j, by_id[req.request_id], req.sampling.seed)
             for j, req in zip(chunk, requests, strict=True)
         ]
+        for rec in records:
+            if rec["finish_reason"] == PROMPT_TOO_LONG:
+                rec["error"] = (
+                    f"prompt of {rec['prompt_tokens']} tokens does not fit the engine's max_len={max_len} "
+                    "with room to generate (raise --max-len)"
+                )
         graded = pool.grade([(r["extracted"], r["gold"], r["grading"]) for r in records])
         for rec, g in zip(records, graded, strict=True):
             rec["correct"] = g.correct

@@ -107,10 +107,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
+            return _read_jsonl(path)
         if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}: line {e.lineno} column {e.colno}: malformed JSON ({e.msg}); fix the file"
+                ) from None
             return list(data if isinstance(data, list) else data.get("data", []))
         if suffix == ".csv":
             with path.open(encoding="utf-8", newline="") as f:
@@ -123,6 +127,34 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file; a bad line is a :class:`DataError` naming its line and column."""
+    rows: list[dict[str, Any]] = []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}: line {lineno} column {e.start + 1}: not UTF-8 ({e.reason}); re-save the file as UTF-8"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}: line {lineno} column {e.colno}: malformed JSON ({e.msg}); fix or remove the line"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}: line {lineno}: a JSON {type(row).__name__}, not an object; each line must be "
+                    'one row such as {"question": ..., "answer": ...}'
+                )
+            rows.append(row)
+    return rows
 
 
 def _from_hub(task: str) -> Path:

@@ -6,8 +6,12 @@ Layout under ``<output_dir>/checkpoints``::
     step_00000020.tmp/        a save in progress (or one a crash interrupted): never read, removed on start
 
 Every rank writes its shards into the ``.tmp`` folder; after a barrier rank 0 writes ``trainer_state.json``
-(step, data position, scheduler) and renames the folder, which is atomic on POSIX file systems. A crash
-at any point leaves the previous complete checkpoint untouched. Multi-node runs need a shared file system.
+(step, data position, scheduler, the run's configuration) and renames the folder, which is atomic on
+POSIX file systems. A crash at any point leaves the previous complete checkpoint untouched. Multi-node
+runs need a shared file system.
+
+Resuming checks the configuration against the checkpoint's (:func:`check_resume_config`): the fields in
+:data:`RESUME_FIXED` must be unchanged, the others may differ.
 """
 
 from __future__ import annotations
@@ -28,7 +32,44 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from s1kit.errors import CheckpointError
+from s1kit import _io
+from s1kit.errors import CheckpointError, ConfigError
+
+# TrainConfig fields that decide what a checkpoint means: the model, the data and its rendering, the
+# data order, the optimizer and the learning-rate schedule. Resuming with any of them changed would
+# silently continue a different run, so it is refused, naming the fields.
+RESUME_FIXED: tuple[str, ...] = (
+    "model",
+    "data",
+    "data_split",
+    "question_field",
+    "thinking_field",
+    "answer_field",
+    "system_prompt",
+    "think_style",
+    "answer_prefix",
+    "block_size",
+    "overlong",
+    "packing",
+    "epochs",
+    "max_steps",
+    "global_batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_ratio",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_eps",
+    "grad_clip",
+    "loss_reduction",
+    "seed",
+    "dtype",
+)
+# Every other field may change on resume: how the same computation is carried out or observed
+# (micro_batch_size, loss_chunk_size, activation_checkpointing, cpu_offload, attention, device) and
+# bookkeeping (output_dir, save_every, keep_checkpoints, resume, export, log_every, progress,
+# tensorboard).
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 STATE_FILE = "trainer_state.json"
@@ -109,7 +150,7 @@ def save_checkpoint(
         )
     _barrier()
     if _rank() == 0:
-        (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1, sort_keys=True), encoding="utf-8")
+        _io.write_text(tmp / STATE_FILE, json.dumps(trainer_state, indent=1, sort_keys=True))
         _fsync_dir(tmp)
         if before_commit is not None:
             before_commit(tmp)
@@ -122,6 +163,43 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
     _barrier()
     return final
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state saved with checkpoint ``path`` (without loading any tensor)."""
+    state_file = path / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a complete checkpoint ({state_file}: {exc})") from exc
+    return state
+
+
+def check_resume_config(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to resume checkpoint ``path`` under a configuration that changes what it means.
+
+    ``config`` is the new run's ``dataclasses.asdict(TrainConfig)``; ``state["config"]`` the saved one.
+    Raises :class:`~s1kit.errors.ConfigError` naming every differing field of :data:`RESUME_FIXED`
+    with both values. A checkpoint saved before configurations were recorded is not checked.
+    """
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return
+    diffs = [
+        f"{k}: {saved[k]!r} -> {config.get(k)!r}"
+        for k in RESUME_FIXED
+        if k in saved and saved[k] != config.get(k)
+    ]
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {path}: the configuration changed what the checkpoint means ("
+            + "; ".join(diffs)
+            + "). Use the checkpoint's values to resume, or train into a new --output-dir"
+        )
+    step = int(state.get("step", 0))
+    total = state.get("total_steps")
+    if isinstance(total, int) and step > total:  # pragma: no cover - only a hand-edited state
+        raise ConfigError(f"cannot resume {path}: its step {step} is beyond the run's {total} steps")
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

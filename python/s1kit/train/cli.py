@@ -86,15 +86,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
-    from s1kit.errors import S1kitError
     from s1kit.train.trainer import train
 
     cfg = config_from_args(args)
     try:
-        result = train(cfg)
-    except S1kitError as exc:
-        print(f"s1kit train: {exc}", file=sys.stderr)
-        return 2
+        result = train(cfg)  # errors are reported by s1kit.cli's one error policy
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

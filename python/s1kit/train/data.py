@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.errors import ConfigError, DataError
 from s1kit.train.config import TrainConfig
 
@@ -73,6 +74,8 @@ def load_rows(source: str, split: str = "train") -> list[dict[str, Any]]:
         for f in chosen:
             rows.extend(_read_file(Path(f)))
         return rows
+    if source.startswith((".", "/", "~")) or path.suffix.lower() in (".jsonl", ".json", ".parquet", ".arrow"):
+        raise DataError(f"data {source}: no such file or folder; pass --data <jsonl|parquet|folder|hub name>")
     try:
         import datasets
     except ImportError as exc:
@@ -84,11 +87,38 @@ def load_rows(source: str, split: str = "train") -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
+def check_complete(path: Path) -> None:
+    """Refuse a data file that a completion record beside it (``summary.json``, as ``s1kit curate``
+    writes) does not vouch for: one from an interrupted or mixed run."""
+    marker = path.parent / "summary.json"
+    record = _io.read_marker(marker)
+    listed = isinstance(record, dict) and path.name in (record.get("files") or {})
+    interrupted = record is None and (path.parent / "manifest.jsonl").is_file()
+    if listed or interrupted:
+        problems = _io.check_marker(marker)
+        if problems:
+            raise DataError(f"data {path}: {'; '.join(problems)}; rerun the stage that wrote it")
+
+
 def _read_file(path: Path) -> list[dict[str, Any]]:
+    check_complete(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        rows: list[dict[str, Any]] = []
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise DataError(
+                        f"{path}: line {lineno}: not a JSON row ({e}); fix or remove the line"
+                    ) from None
+                if row is None:
+                    continue
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: line {lineno}: a JSON {type(row).__name__}, not a row object")
+                rows.append(row)
+        return rows
     if suffix == ".json":
         obj = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(obj, list):
@@ -110,22 +140,35 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
     raise DataError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json, .parquet or .arrow")
 
 
-def check_columns(rows: Sequence[dict[str, Any]], cfg: TrainConfig) -> None:
-    if not rows:
-        raise DataError(f"data {cfg.data!r} has no rows")
-    need = {
+def _needed(cfg: TrainConfig) -> dict[str, str]:
+    return {
         "question_field": cfg.question_field,
         "thinking_field": cfg.thinking_field,
         "answer_field": cfg.answer_field,
     }
-    have = set(rows[0])
-    missing = {k: v for k, v in need.items() if v not in have}
-    if missing:
+
+
+def check_columns(rows: Sequence[dict[str, Any]], cfg: TrainConfig) -> None:
+    """Every row must have the three columns (a JSON null value is allowed here and dropped later)."""
+    if not rows:
+        raise DataError(f"data {cfg.data!r} has no rows")
+    need = _needed(cfg)
+    for i, row in enumerate(rows):
+        have = set(row)
+        missing = {k: v for k, v in need.items() if v not in have}
+        if not missing:
+            continue
         fixes = ", ".join(f"--{k.replace('_', '-')} <column>" for k in missing)
+        where = "" if i == 0 else f"row {i} (counting from 0) of "
         raise DataError(
-            f"data {cfg.data!r} lacks column(s) {sorted(missing.values())}; it has {sorted(have)}. "
-            f"Name the right columns with {fixes}"
+            f"{where}data {cfg.data!r} lacks column(s) {sorted(missing.values())}; it has {sorted(have)}. "
+            + (f"Name the right columns with {fixes}" if i == 0 else "Fix or remove that row")
         )
+
+
+def null_fields(row: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The needed columns whose value is JSON null (such a row is dropped, never trained on "None")."""
+    return [v for v in _needed(cfg).values() if row.get(v) is None]
 
 
 def assistant_content(thinking: Any, answer: Any, cfg: TrainConfig) -> str:
@@ -192,6 +235,11 @@ def build_examples(
     examples: list[Example] = []
     too_long_prompts: list[tuple[int, int]] = []
     for i, row in enumerate(rows):
+        nulls = null_fields(row, cfg)
+        if nulls:
+            stats.dropped += 1
+            stats.notes.append(f"row {i}: {', '.join(nulls)} is null")
+            continue
         ex = tokenize_row(tokenizer, row, cfg)
         if len(ex) > cfg.block_size:
             if cfg.overlong == "drop":
@@ -216,7 +264,8 @@ def build_examples(
             f"{shown}; raise --block-size above {worst} or use --overlong drop"
         )
     if not examples:
-        raise DataError(f"no usable rows in {cfg.data!r} ({stats.dropped} dropped as longer than the block)")
+        reasons = "; ".join(stats.notes[:3]) or "longer than the block"
+        raise DataError(f"no usable rows in {cfg.data!r} ({stats.dropped} dropped: {reasons})")
     stats.kept = len(examples)
     stats.tokens = sum(len(e) for e in examples)
     stats.target_tokens = sum(e.num_targets for e in examples)

@@ -2,6 +2,8 @@
 ``AutoModelForCausalLM.from_pretrained`` loads.
 
 Under FSDP every rank takes part in gathering the full state dict (offloaded to CPU); rank 0 writes.
+The folder is replaced as a whole (:func:`s1kit._io.atomic_dir`): a reader sees the previous export or
+the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+from s1kit import _io
 from s1kit.train.model import CausalLMWithLoss
 
 _PREFIX = "lm."
@@ -39,15 +42,17 @@ def export_hf(
         }
         if getattr(lm.config, "tie_word_embeddings", False):
             sd.pop("lm_head.weight", None)
-        out.mkdir(parents=True, exist_ok=True)
-        _save_shards(sd, out, max_shard_size)
-        config = lm.config
-        config.dtype = dtype
-        config.save_pretrained(out)
-        gen = getattr(lm, "generation_config", None)
-        if gen is not None:
-            gen.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        # Written into a staging folder that replaces ``out`` whole: a kill never leaves a folder
+        # whose weights and config come from different runs.
+        with _io.atomic_dir(out) as staging:
+            _save_shards(sd, staging, max_shard_size)
+            config = lm.config
+            config.dtype = dtype
+            config.save_pretrained(staging)
+            gen = getattr(lm, "generation_config", None)
+            if gen is not None:
+                gen.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     if dist.is_initialized():
         dist.barrier()
     return out if rank == 0 else None

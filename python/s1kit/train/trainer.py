@@ -13,6 +13,7 @@ Rank 0 logs one JSON line per step (loss, lr, grad norm, tokens/s, MFU, peak mem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from s1kit.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from s1kit import _io
+from s1kit.errors import ConfigError
+from s1kit.train.checkpoint import (
+    check_resume_config,
+    latest_checkpoint,
+    load_checkpoint,
+    read_trainer_state,
+    remove_partial,
+    save_checkpoint,
+)
 from s1kit.train.config import TrainConfig, validate_config
 from s1kit.train.data import DataStats, Example, build_examples, load_rows
 from s1kit.train.export import export_hf
@@ -253,6 +263,8 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     random.seed(cfg.seed)
     from transformers import AutoTokenizer
 
+    if cfg.model.startswith((".", "/", "~")) and not Path(cfg.model).expanduser().is_dir():
+        raise ConfigError(f"model {cfg.model}: no such folder; pass --model <Hugging Face model directory>")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     rows = load_rows(cfg.data, cfg.data_split)
     examples, stats = build_examples(tokenizer, rows, cfg)
@@ -269,13 +281,17 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     )
 
     out_dir = Path(cfg.output_dir)
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(cfg.to_json(), encoding="utf-8")
     start_step = 0
+    ckpt = None
     if cfg.resume:
         remove_partial(out_dir)
         ckpt = latest_checkpoint(out_dir)
+        if ckpt is not None:
+            check_resume_config(read_trainer_state(ckpt), dataclasses.asdict(cfg), ckpt)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _io.write_text(out_dir / "config.json", cfg.to_json())
+    if cfg.resume:
         if ckpt is not None:
             state = load_checkpoint(ckpt, model, optimizer)
             scheduler.load_state_dict(state["scheduler"])
@@ -354,6 +370,7 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
                 state = {
                     "step": done,
                     "scheduler": scheduler.state_dict(),
+                    "config": dataclasses.asdict(cfg),
                     "total_steps": schedule.total_steps,
                     **schedule.position(done),
                 }
@@ -370,6 +387,21 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     return result
 
 
+def _drop_steps_after(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (the checkpoint resumed from) and every event line;
+    the steps after it, logged before a crash, are trained again and logged anew. A torn last line
+    goes too. The log is rewritten atomically."""
+    kept: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or int(rec.get("step", 0)) <= step:
+            kept.append(line)
+    _io.write_text(path, "".join(x + "\n" for x in kept))
+
+
 class _Logger:
     def __init__(self, out_dir: Path, cfg: TrainConfig, rank: int, total: int, start: int) -> None:
         self.rank = rank
@@ -378,7 +410,10 @@ class _Logger:
         self.tb: Any = None
         if rank != 0:
             return
-        self.fh = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+        path = out_dir / "log.jsonl"
+        if path.is_file():  # a fresh run (start 0) or a resume: the log holds each step once
+            _drop_steps_after(path, start)
+        self.fh = path.open("a", encoding="utf-8")
         if cfg.progress:
             from tqdm import tqdm
 
@@ -405,6 +440,7 @@ class _Logger:
             "longest": stats.longest,
             "steps_per_epoch": schedule.steps_per_epoch,
             "total_steps": schedule.total_steps,
+            "drop_reasons": stats.notes[:100],
         }
         self._write(rec)
         print(
@@ -412,6 +448,9 @@ class _Logger:
             f"dropped), {stats.tokens} tokens, {schedule.total_steps} steps on {world} rank(s)",
             file=sys.stderr,
         )
+        if stats.notes:
+            more = f" (and {len(stats.notes) - 5} more)" if len(stats.notes) > 5 else ""
+            print(f"[s1kit train] warning: dropped {'; '.join(stats.notes[:5])}{more}", file=sys.stderr)
 
     def step(self, step: int, rec: dict[str, Any]) -> None:
         if self.rank != 0:

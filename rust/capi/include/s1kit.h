@@ -252,6 +252,8 @@ enum S1kitStatus s1kit_spec_ban_width(const struct S1kitSpec *spec, size_t *out)
 
 /*
  A batch of `capacity` empty slots keeping `max_rollback` states per row for rollback.
+ `capacity` must be in `1..=2**24` and `max_rollback` at most `2**16`
+ (`S1KIT_STATUS_INVALID_ARGUMENT` otherwise, also when the slots cannot be allocated).
 
  # Safety
  `out` must point to writable storage for one pointer.
@@ -283,8 +285,9 @@ enum S1kitStatus s1kit_batch_capacity(const struct S1kitBatch *batch, size_t *ou
 enum S1kitStatus s1kit_batch_ban_width(const struct S1kitBatch *batch, size_t *out);
 
 /*
- Put a fresh row with `spec` into `slot`, replacing any row there. The row keeps its own
- reference to the spec: the caller may free `spec` afterwards.
+ Put a fresh row with `spec` into the empty `slot` (an occupied slot is
+ `S1KIT_STATUS_INVALID_ARGUMENT`: remove it first). The row keeps its own reference to the spec:
+ the caller may free `spec` afterwards.
 
  # Safety
  `batch` and `spec` must be live handles.
@@ -294,7 +297,7 @@ enum S1kitStatus s1kit_batch_insert(struct S1kitBatch *batch,
                                     const struct S1kitSpec *spec);
 
 /*
- Empty `slot` (no-op when already empty).
+ Empty the occupied `slot` (an empty slot is `S1KIT_STATUS_EMPTY_SLOT`).
 
  # Safety
  `batch` must be a live handle.

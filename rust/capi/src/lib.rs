@@ -368,6 +368,8 @@ pub unsafe extern "C" fn s1kit_spec_ban_width(
 }
 
 /// A batch of `capacity` empty slots keeping `max_rollback` states per row for rollback.
+/// `capacity` must be in `1..=2**24` and `max_rollback` at most `2**16`
+/// (`S1KIT_STATUS_INVALID_ARGUMENT` otherwise, also when the slots cannot be allocated).
 ///
 /// # Safety
 /// `out` must point to writable storage for one pointer.
@@ -381,15 +383,10 @@ pub unsafe extern "C" fn s1kit_batch_new(
         if out.is_null() {
             return Err(null("out"));
         }
-        if capacity == 0 {
-            return Err(Fail(
-                S1kitStatus::InvalidArgument,
-                "capacity must be positive".into(),
-            ));
-        }
-        let handle = Box::into_raw(Box::new(S1kitBatch {
-            inner: BudgetBatch::new(capacity, max_rollback),
-        }));
+        // Fallible: a capacity beyond the core's bound or the allocator's reach is a status, not
+        // an abort of the host process.
+        let inner = BudgetBatch::try_new(capacity, max_rollback)?;
+        let handle = Box::into_raw(Box::new(S1kitBatch { inner }));
         // SAFETY: non-null and writable (caller contract).
         unsafe { out.write(handle) };
         Ok(())
@@ -465,8 +462,9 @@ pub unsafe extern "C" fn s1kit_batch_ban_width(
     })
 }
 
-/// Put a fresh row with `spec` into `slot`, replacing any row there. The row keeps its own
-/// reference to the spec: the caller may free `spec` afterwards.
+/// Put a fresh row with `spec` into the empty `slot` (an occupied slot is
+/// `S1KIT_STATUS_INVALID_ARGUMENT`: remove it first). The row keeps its own reference to the spec:
+/// the caller may free `spec` afterwards.
 ///
 /// # Safety
 /// `batch` and `spec` must be live handles.
@@ -485,7 +483,7 @@ pub unsafe extern "C" fn s1kit_batch_insert(
     }
 }
 
-/// Empty `slot` (no-op when already empty).
+/// Empty the occupied `slot` (an empty slot is `S1KIT_STATUS_EMPTY_SLOT`).
 ///
 /// # Safety
 /// `batch` must be a live handle.

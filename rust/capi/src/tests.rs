@@ -213,3 +213,170 @@ fn a_panic_is_stopped_at_the_boundary() {
     assert_eq!(st, S1kitStatus::Panic);
     assert!(last_error().contains("boom"));
 }
+
+#[test]
+fn huge_capacity_and_rollback_are_statuses_not_aborts() {
+    unsafe {
+        let mut batch = ptr::null_mut();
+        for (cap, rollback) in [
+            (1usize << 40, 0usize),
+            (usize::MAX, 0),
+            (1 << 24 | 1, 0),
+            (4, 1 << 40),
+        ] {
+            assert_eq!(
+                s1kit_batch_new(cap, rollback, &mut batch),
+                S1kitStatus::InvalidArgument,
+                "capacity {cap}, max_rollback {rollback}"
+            );
+            assert!(batch.is_null());
+            assert!(
+                last_error().contains("capacity") || last_error().contains("max_rollback"),
+                "{}",
+                last_error()
+            );
+        }
+    }
+}
+
+#[test]
+fn insert_into_an_occupied_slot_and_remove_of_an_empty_one_are_errors() {
+    unsafe {
+        let mut spec = ptr::null_mut();
+        assert_eq!(s1kit_spec_new(&desc(4, 0), &mut spec), S1kitStatus::Ok);
+        let mut batch = ptr::null_mut();
+        assert_eq!(s1kit_batch_new(2, 0, &mut batch), S1kitStatus::Ok);
+        assert_eq!(s1kit_batch_remove(batch, 1), S1kitStatus::EmptySlot);
+        assert_eq!(s1kit_batch_insert(batch, 1, spec), S1kitStatus::Ok);
+        assert_eq!(
+            s1kit_batch_insert(batch, 1, spec),
+            S1kitStatus::InvalidArgument
+        );
+        assert!(
+            last_error().contains("already holds a row"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(s1kit_batch_remove(batch, 1), S1kitStatus::Ok);
+        assert_eq!(s1kit_batch_insert(batch, 1, spec), S1kitStatus::Ok);
+        s1kit_spec_free(spec);
+        s1kit_batch_free(batch);
+    }
+}
+
+/// A fixed-seed xorshift generator: the fuzz test below is the same sequence of calls on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 20,000 random calls with random slots, counts, tokens and buffer sizes (always valid memory for
+/// the count passed, as the C contract requires): every call returns a status, none is a panic, and
+/// the process never aborts.
+#[test]
+fn random_calls_only_ever_return_statuses() {
+    let mut rng = XorShift(0x5EED_1234_ABCD_0001);
+    unsafe {
+        let mut specs = Vec::new();
+        for (cap, ext) in [(4i64, 1u32), (-1, 0), (0, 2), (9, 1)] {
+            let mut spec = ptr::null_mut();
+            assert_eq!(s1kit_spec_new(&desc(cap, ext), &mut spec), S1kitStatus::Ok);
+            specs.push(spec);
+        }
+        let mut batch = ptr::null_mut();
+        assert_eq!(s1kit_batch_new(6, 3, &mut batch), S1kitStatus::Ok);
+        let mut seen = std::collections::BTreeMap::<i32, usize>::new();
+        for _ in 0..20_000 {
+            // Slots mostly inside the batch, sometimes outside; counts sometimes wrong.
+            let slot = if rng.below(8) == 0 {
+                rng.below(1 << 20) as usize
+            } else {
+                rng.below(7) as usize
+            };
+            let n = if rng.below(6) == 0 {
+                rng.below(12) as usize
+            } else {
+                6
+            };
+            let tokens: Vec<i64> = (0..n)
+                .map(|_| match rng.below(10) {
+                    0 => -(rng.below(5) as i64) - 1,
+                    1 => rng.next() as i64,
+                    _ => rng.below(20) as i64,
+                })
+                .collect();
+            let rows: Vec<u32> = (0..n).map(|_| rng.below(8) as u32).collect();
+            let rows_ptr = if rng.below(2) == 0 {
+                ptr::null()
+            } else {
+                rows.as_ptr()
+            };
+            let mut out = vec![0i32; n];
+            let mut redirect = vec![0i32; n];
+            let width = rng.below(5) as usize;
+            let mut ban = vec![0i32; n * width];
+            let st = match rng.below(11) {
+                0 => s1kit_batch_insert(batch, slot, specs[rng.below(4) as usize]),
+                1 => s1kit_batch_remove(batch, slot),
+                2 => s1kit_batch_swap(batch, slot, rng.below(7) as usize),
+                3 => s1kit_batch_move(batch, slot, rng.below(7) as usize),
+                4 => s1kit_batch_reset(batch, slot),
+                5 => s1kit_batch_rollback(batch, slot, rng.below(6) as usize),
+                6 => {
+                    let prompt: Vec<u32> =
+                        (0..rng.below(4)).map(|_| rng.below(24) as u32).collect();
+                    s1kit_batch_process_prompt(batch, slot, prompt.as_ptr(), prompt.len())
+                }
+                7 => s1kit_batch_step(batch, tokens.as_ptr(), rows_ptr, n, out.as_mut_ptr()),
+                8 => s1kit_batch_mask(
+                    batch,
+                    rows_ptr,
+                    n,
+                    out.as_mut_ptr(),
+                    redirect.as_mut_ptr(),
+                    ban.as_mut_ptr(),
+                    width,
+                ),
+                9 => s1kit_batch_advance(batch, tokens.as_ptr(), rows_ptr, n),
+                _ => {
+                    let mut s = S1kitRowState::default();
+                    s1kit_batch_row_state(batch, slot, &mut s)
+                }
+            };
+            assert_ne!(st, S1kitStatus::Panic, "{}", last_error());
+            *seen.entry(st as i32).or_default() += 1;
+        }
+        // The sequence reaches both successes and refusals (the test exercises both paths).
+        assert!(
+            seen.get(&(S1kitStatus::Ok as i32)).copied().unwrap_or(0) > 1000,
+            "{seen:?}"
+        );
+        assert!(
+            seen.get(&(S1kitStatus::InvalidArgument as i32))
+                .copied()
+                .unwrap_or(0)
+                > 100,
+            "{seen:?}"
+        );
+        assert!(
+            seen.get(&(S1kitStatus::EmptySlot as i32))
+                .copied()
+                .unwrap_or(0)
+                > 10,
+            "{seen:?}"
+        );
+        for spec in specs {
+            s1kit_spec_free(spec);
+        }
+        s1kit_batch_free(batch);
+    }
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use s1kit_core::budget::{BudgetBatch, BudgetSpec, CompiledSpec, MaskOut, RowState};
@@ -128,10 +128,10 @@ impl PyBudgetSpec {
 fn read_tokens(arr: &Bound<'_, PyAny>, name: &str, buf: &mut Vec<i64>) -> PyResult<()> {
     buf.clear();
     if let Ok(a) = arr.cast::<PyArray1<i64>>() {
-        let ro = a.readonly();
+        let ro = a.try_readonly().map_err(|e| borrow_err(name, e))?;
         buf.extend_from_slice(contiguous(&ro, name)?);
     } else if let Ok(a) = arr.cast::<PyArray1<i32>>() {
-        let ro = a.readonly();
+        let ro = a.try_readonly().map_err(|e| borrow_err(name, e))?;
         buf.extend(contiguous(&ro, name)?.iter().map(|&t| i64::from(t)));
     } else {
         return Err(PyTypeError::new_err(format!(
@@ -139,6 +139,54 @@ fn read_tokens(arr: &Bound<'_, PyAny>, name: &str, buf: &mut Vec<i64>) -> PyResu
         )));
     }
     Ok(())
+}
+
+/// An array numpy will not lend for writing (read-only, or in use by another argument of this call).
+fn borrow_err(name: &str, e: numpy::BorrowError) -> PyErr {
+    PyValueError::new_err(format!(
+        "{name} cannot be borrowed ({e}): pass a writeable array of its own (e.g. np.empty(n, np.int32)), \
+         not a read-only array or a view sharing memory with another argument"
+    ))
+}
+
+/// A slot, count or size argument: any Python int, checked here so that a negative or huge value is
+/// a `ValueError` naming the argument (not an `OverflowError` that names nothing).
+pub(crate) fn index_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    let out_of_range = || {
+        PyValueError::new_err(format!(
+            "{name}={v} is out of range: it must be a non-negative integer below 2**64"
+        ))
+    };
+    match v.extract::<i128>() {
+        Ok(i) => usize::try_from(i).map_err(|_| out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(v.py()) => Err(out_of_range()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{name} must be an int, got {}",
+            v.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))),
+    }
+}
+
+/// Token ids given as a Python sequence of ints (a prompt).
+fn token_list(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<u32>> {
+    let raw: Vec<i128> = v.extract().map_err(|e: PyErr| {
+        if e.is_instance_of::<PyOverflowError>(v.py()) {
+            PyValueError::new_err(format!("{name} holds an int that is not a token id"))
+        } else {
+            PyTypeError::new_err(format!("{name} must be a sequence of ints"))
+        }
+    })?;
+    raw.iter()
+        .map(|&t| {
+            u32::try_from(t).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{name} token {t} is not a token id (ids are 0 <= id < 2**32)"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn contiguous<'a, T: numpy::Element>(
@@ -181,14 +229,14 @@ fn write_out(out: &Bound<'_, PyAny>, name: &str, vals: &[i32]) -> PyResult<()> {
         Ok(())
     };
     if let Ok(a) = out.cast::<PyArray1<i32>>() {
-        let mut rw = a.readwrite();
+        let mut rw = a.try_readwrite().map_err(|e| borrow_err(name, e))?;
         fill(rw.len())?;
         let s = rw.as_slice_mut().map_err(|_| {
             PyValueError::new_err(format!("{name} must be C-contiguous and writeable"))
         })?;
         s.copy_from_slice(vals);
     } else if let Ok(a) = out.cast::<PyArray1<i64>>() {
-        let mut rw = a.readwrite();
+        let mut rw = a.try_readwrite().map_err(|e| borrow_err(name, e))?;
         fill(rw.len())?;
         let s = rw.as_slice_mut().map_err(|_| {
             PyValueError::new_err(format!("{name} must be C-contiguous and writeable"))
@@ -218,18 +266,22 @@ pub struct PyBudgetBatch {
 #[pymethods]
 impl PyBudgetBatch {
     #[new]
-    #[pyo3(signature = (capacity, *, max_rollback=32))]
-    fn new(capacity: usize, max_rollback: usize) -> PyResult<Self> {
-        if capacity == 0 {
-            return Err(PyValueError::new_err("capacity must be positive"));
-        }
+    #[pyo3(signature = (capacity, *, max_rollback=None), text_signature = "(capacity, *, max_rollback=32)")]
+    fn new(capacity: &Bound<'_, PyAny>, max_rollback: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let capacity = index_arg(capacity, "capacity")?;
+        let max_rollback = match max_rollback {
+            Some(v) => index_arg(v, "max_rollback")?,
+            None => 32,
+        };
+        let inner = BudgetBatch::try_new(capacity, max_rollback).map_err(to_py_err)?;
+        // The per-call scratch buffers grow on first use (fallibly, like any Vec push).
         Ok(PyBudgetBatch {
-            inner: BudgetBatch::new(capacity, max_rollback),
-            tokens: Vec::with_capacity(capacity),
-            rows: Vec::with_capacity(capacity),
-            out: Vec::with_capacity(capacity),
-            redirect: Vec::with_capacity(capacity),
-            flags: Vec::with_capacity(capacity),
+            inner,
+            tokens: Vec::new(),
+            rows: Vec::new(),
+            out: Vec::new(),
+            redirect: Vec::new(),
+            flags: Vec::new(),
         })
     }
 
@@ -246,37 +298,46 @@ impl PyBudgetBatch {
         self.inner.ban_width()
     }
 
-    fn insert(&mut self, slot: usize, spec: &PyBudgetSpec) -> PyResult<()> {
+    fn insert(&mut self, slot: &Bound<'_, PyAny>, spec: &PyBudgetSpec) -> PyResult<()> {
         self.inner
-            .insert(slot, spec.inner.clone())
+            .insert(index_arg(slot, "slot")?, spec.inner.clone())
             .map_err(to_py_err)
     }
     fn free_slot(&self) -> Option<usize> {
         self.inner.free_slot()
     }
-    fn remove(&mut self, slot: usize) -> PyResult<()> {
-        self.inner.remove(slot).map_err(to_py_err)
+    fn remove(&mut self, slot: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner
+            .remove(index_arg(slot, "slot")?)
+            .map_err(to_py_err)
     }
-    fn swap(&mut self, a: usize, b: usize) -> PyResult<()> {
-        self.inner.swap(a, b).map_err(to_py_err)
+    fn swap(&mut self, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner
+            .swap(index_arg(a, "a")?, index_arg(b, "b")?)
+            .map_err(to_py_err)
     }
-    fn move_row(&mut self, src: usize, dst: usize) -> PyResult<()> {
-        self.inner.move_row(src, dst).map_err(to_py_err)
+    fn move_row(&mut self, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner
+            .move_row(index_arg(src, "src")?, index_arg(dst, "dst")?)
+            .map_err(to_py_err)
     }
-    fn reset(&mut self, slot: usize) -> PyResult<()> {
-        self.inner.reset(slot).map_err(to_py_err)
+    fn reset(&mut self, slot: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner
+            .reset(index_arg(slot, "slot")?)
+            .map_err(to_py_err)
     }
-    fn rollback(&mut self, slot: usize, k: usize) -> PyResult<()> {
-        self.inner.rollback(slot, k).map_err(to_py_err)
+    fn rollback(&mut self, slot: &Bound<'_, PyAny>, k: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner
+            .rollback(index_arg(slot, "slot")?, index_arg(k, "k")?)
+            .map_err(to_py_err)
     }
-    fn process_prompt(&mut self, slot: usize, prompt: Vec<i64>) -> PyResult<()> {
-        let ids = prompt
-            .iter()
-            .map(|&t| {
-                u32::try_from(t)
-                    .map_err(|_| PyValueError::new_err(format!("prompt token {t} is negative")))
-            })
-            .collect::<PyResult<Vec<u32>>>()?;
+    fn process_prompt(
+        &mut self,
+        slot: &Bound<'_, PyAny>,
+        prompt: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let slot = index_arg(slot, "slot")?;
+        let ids = token_list(prompt, "prompt")?;
         self.inner.process_prompt(slot, &ids).map_err(to_py_err)
     }
 
@@ -316,7 +377,7 @@ impl PyBudgetBatch {
         } else {
             self.inner.capacity()
         };
-        let mut ban_rw = ban.readwrite();
+        let mut ban_rw = ban.try_readwrite().map_err(|e| borrow_err("ban", e))?;
         let shape = ban_rw.shape().to_vec();
         if shape[0] != n {
             return Err(PyValueError::new_err(format!(
@@ -415,7 +476,12 @@ impl PyBudgetBatch {
     }
 
     /// One slot's full state as a dict, or None for an empty slot.
-    fn row_state<'py>(&self, py: Python<'py>, slot: usize) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn row_state<'py>(
+        &self,
+        py: Python<'py>,
+        slot: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let slot = index_arg(slot, "slot")?;
         if slot >= self.inner.capacity() {
             return Err(PyValueError::new_err(format!(
                 "slot {slot} is outside the batch of capacity {}",

@@ -104,6 +104,8 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
             if value is None:  # this request does not use budget forcing
                 self._drop(index)
                 continue
+            if b.row_state(index) is not None:  # an added request replaces the one at its index
+                b.remove(index)
             b.insert(index, spec_from_params(value))
             b.process_prompt(index, prompt_ids or ())
             self._outputs[index] = output_ids
@@ -131,7 +133,7 @@ class BudgetForcingLogitsProcessor(_VllmLogitsProcessor):
         self._slots = np.fromiter(sorted(self._outputs), np.int64, len(self._outputs))
 
     def _drop(self, index: int) -> None:
-        if index < self._batch.capacity:
+        if index < self._batch.capacity and self._batch.row_state(index) is not None:
             self._batch.remove(index)
         self._outputs.pop(index, None)
         self._fed.pop(index, None)

@@ -39,7 +39,39 @@ pub struct MaskOut<'a> {
     pub width: usize,
 }
 
+/// The most slots a batch may have (16 Mi rows: far beyond any decode batch). Bounding it keeps a
+/// mistyped capacity from asking the allocator for terabytes, which aborts the process.
+pub const MAX_CAPACITY: usize = 1 << 24;
+/// The deepest per-row rollback history a batch may keep (each row reserves it on insert).
+pub const MAX_ROLLBACK: usize = 1 << 16;
+
 impl BudgetBatch {
+    /// [`Self::new`] for sizes from outside: `capacity` in `1..=MAX_CAPACITY`, `max_rollback` at most
+    /// [`MAX_ROLLBACK`], and an allocation failure is an error instead of an abort.
+    pub fn try_new(capacity: usize, max_rollback: usize) -> Result<Self> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "capacity={capacity} must be between 1 and {MAX_CAPACITY}"
+            )));
+        }
+        if max_rollback > MAX_ROLLBACK {
+            return Err(Error::InvalidArgument(format!(
+                "max_rollback={max_rollback} must be at most {MAX_ROLLBACK}"
+            )));
+        }
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "capacity={capacity}: cannot allocate the slots; use a smaller capacity"
+            ))
+        })?;
+        slots.resize(capacity, None);
+        Ok(BudgetBatch {
+            slots,
+            max_rollback,
+        })
+    }
+
     /// A batch of `capacity` empty slots; each row keeps its last `max_rollback` states.
     pub fn new(capacity: usize, max_rollback: usize) -> Self {
         BudgetBatch {
@@ -73,9 +105,15 @@ impl BudgetBatch {
         self.slots[slot].as_mut().ok_or(Error::EmptySlot(slot))
     }
 
-    /// Put a fresh row with `spec` into `slot`, replacing whatever was there.
+    /// Put a fresh row with `spec` into the empty `slot`. An occupied slot is an error (a silent
+    /// replacement would hide a caller's bookkeeping bug): `remove` it first, or `reset` it.
     pub fn insert(&mut self, slot: usize, spec: Arc<CompiledSpec>) -> Result<()> {
         self.check_slot(slot)?;
+        if self.slots[slot].is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "slot {slot} already holds a row: remove it first (or reset it to restart the row)"
+            )));
+        }
         let state = RowState::initial(&spec);
         self.slots[slot] = Some(Row {
             spec,
@@ -90,10 +128,12 @@ impl BudgetBatch {
         self.slots.iter().position(Option::is_none)
     }
 
-    /// Empty `slot` (no-op when it is already empty).
+    /// Empty the occupied `slot`; an empty slot is [`Error::EmptySlot`].
     pub fn remove(&mut self, slot: usize) -> Result<()> {
         self.check_slot(slot)?;
-        self.slots[slot] = None;
+        if self.slots[slot].take().is_none() {
+            return Err(Error::EmptySlot(slot));
+        }
         Ok(())
     }
 

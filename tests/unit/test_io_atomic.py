@@ -1,0 +1,50 @@
+"""``s1kit._io``: a destination is the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from s1kit import _io
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    p = tmp_path / "a.json"
+    _io.write_text(p, "old")
+    with pytest.raises(RuntimeError), _io.atomic_open(p) as fh:
+        fh.write("new, half")
+        raise RuntimeError("crash while writing")
+    assert p.read_text() == "old"
+    assert [x.name for x in tmp_path.iterdir()] == ["a.json"]
+    _io.write_text(p, "new")
+    assert p.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_atomic_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
+    out = tmp_path / "hf"
+    with _io.atomic_dir(out) as d:
+        (d / "one").write_text("1")
+        (d / "two").write_text("2")
+    with pytest.raises(RuntimeError), _io.atomic_dir(out) as d:
+        (d / "one").write_text("changed")
+        raise RuntimeError("crash while writing")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"one": "1", "two": "2"}
+    with _io.atomic_dir(out) as d:
+        (d / "three").write_text("3")
+    assert [p.name for p in out.iterdir()] == ["three"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_marker_lists_files_and_detects_changes(tmp_path: Path) -> None:
+    f = _io.write_text(tmp_path / "data.jsonl", "x\n")
+    _io.write_marker(tmp_path / "done.json", {"n": 1}, {"data": f})
+    assert _io.check_marker(tmp_path / "done.json") == []
+    f.write_text("y\n")
+    assert "is not the file done.json records" in _io.check_marker(tmp_path / "done.json")[0]
+    assert "did not finish" in _io.check_marker(tmp_path / "missing.json")[0]
