@@ -346,7 +346,15 @@ fn random_calls_only_ever_return_statuses() {
                     ban.as_mut_ptr(),
                     width,
                 ),
-                9 => s1kit_batch_advance(batch, tokens.as_ptr(), rows_ptr, n),
+                9 => {
+                    let flags: Vec<u8> = (0..n).map(|_| rng.below(2) as u8).collect();
+                    let flags_ptr = if rng.below(2) == 0 {
+                        ptr::null()
+                    } else {
+                        flags.as_ptr()
+                    };
+                    s1kit_batch_advance(batch, tokens.as_ptr(), flags_ptr, rows_ptr, n)
+                }
                 _ => {
                     let mut s = S1kitRowState::default();
                     s1kit_batch_row_state(batch, slot, &mut s)
