@@ -18,6 +18,9 @@ problem gets; :func:`select_outcome` turns a problem's generations into its outc
 
 Methods other than budget forcing still carry an uncapped budget spec: it forces nothing before the
 model ends its thinking and only counts thinking / answer tokens, so every method is measured alike.
+A generation that ends with EOS inside its thinking span (the counting spec lets it through) has
+thinking tokens up to that EOS: the EOS ends the thinking and is not counted as one of its tokens
+(:func:`thinking_tokens`).
 """
 
 from __future__ import annotations
@@ -215,6 +218,18 @@ def thinking_text(generation: str) -> str:
     """The thinking part of a generation: everything before the end-of-thinking delimiter."""
     m = _THINK_END_RE.search(generation)
     return generation if m is None else generation[: m.start()]
+
+
+def thinking_tokens(booked: int, answer_tokens: int, finish_reason: str) -> int:
+    """Thinking tokens of a generation from the budget core's count ``booked``.
+
+    The core books every emitted token in the phase it is emitted in, a final EOS included. When the
+    model ends with EOS while still thinking (``answer_tokens == 0``, ``finish_reason == "eos"``;
+    only under the counting spec, which forces no answer), that EOS is no thinking token.
+    """
+    if finish_reason == "eos" and answer_tokens == 0 and booked > 0:
+        return booked - 1
+    return booked
 
 
 def count_steps(generation: str) -> int:
