@@ -6,6 +6,7 @@ Under FSDP every rank takes part in gathering the full state dict (offloaded to 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ def export_hf(
             sd.pop("lm_head.weight", None)
         out.mkdir(parents=True, exist_ok=True)
         _save_shards(sd, out, max_shard_size)
-        config = lm.config
+        config = copy.deepcopy(lm.config)  # the live model keeps its training settings
         config.dtype = dtype
+        config.use_cache = True  # training turned the KV cache off; the export is for inference
         config.save_pretrained(out)
         gen = getattr(lm, "generation_config", None)
         if gen is not None:
