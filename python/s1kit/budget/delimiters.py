@@ -6,7 +6,8 @@ Shared by ``s1kit generate`` and ``s1kit eval`` (their delimiter flags are defin
 - ``--think-start``, ``--think-end``, ``--extension`` (each repeatable) and ``--answer-prefix`` give
   strings of the model's own, tokenized with its tokenizer; each replaces that part of the style.
   Given without ``--style``, ``--think-end`` makes a *custom* set: think_start is what
-  ``--think-start`` gives (none: the row starts in its thinking span) and the answer prefix defaults
+  ``--think-start`` gives (none: the row starts in its thinking span, which a think end inside the
+  prompt already closes: pick one the prompt does not hold) and the answer prefix defaults
   to ``"\\n" + <first think end> + "\\n\\nFinal Answer:"``.
 - Neither: the style is detected from the tokenizer. ``think_tags`` when ``<think>`` and ``</think>``
   are single tokens of its vocabulary (Qwen3, DeepSeek-R1 and its distills, QwQ), else ``s1`` when
