@@ -249,7 +249,8 @@ def add_delimiter_arguments(g: argparse._ActionsContainer) -> None:
         action="append",
         default=None,
         metavar="TEXT",
-        help="text forced when an end of thinking is suppressed, repeatable, used in turn (default: Wait)",
+        help="text forced when an end of thinking is suppressed, repeatable, used in turn and cycled "
+        "(default: Wait)",
     )
 
 
