@@ -47,8 +47,9 @@ CLASS_INSTRUCTIONS: dict[str, str] = {
     "long": "Think carefully and at length: check every step and verify your answer before answering.",
 }
 STEP_MARKER_RE = re.compile(r"(?m)^\s*\**Step\s+\d+\s*[:.]")
-# Thinking ends at the s1 answer delimiter or "</think>"; the thinking text is what precedes it.
-_THINK_END_RE = re.compile(r"<\|im_start\|>|</think>")
+# Thinking ends at the s1 answer delimiter or "</think>" unless the run's think ends are given; the
+# thinking text is what precedes the first one.
+DEFAULT_THINK_ENDS = ("<|im_start|>", "</think>")
 
 
 @dataclass(frozen=True)
@@ -214,10 +215,10 @@ def generation_key(setting: Setting, index: int) -> tuple[str, int]:
     return ("votes" if setting.method == "majority_voting" else setting.label, index)
 
 
-def thinking_text(generation: str) -> str:
-    """The thinking part of a generation: everything before the end-of-thinking delimiter."""
-    m = _THINK_END_RE.search(generation)
-    return generation if m is None else generation[: m.start()]
+def thinking_text(generation: str, think_end: Sequence[str] = DEFAULT_THINK_ENDS) -> str:
+    """The thinking part of a generation: everything before the first end-of-thinking delimiter."""
+    cut = min((i for i in (generation.find(e) for e in think_end if e) if i >= 0), default=len(generation))
+    return generation[:cut]
 
 
 def thinking_tokens(booked: int, answer_tokens: int, finish_reason: str) -> int:
@@ -232,9 +233,9 @@ def thinking_tokens(booked: int, answer_tokens: int, finish_reason: str) -> int:
     return booked
 
 
-def count_steps(generation: str) -> int:
+def count_steps(generation: str, think_end: Sequence[str] = DEFAULT_THINK_ENDS) -> int:
     """Number of "Step k:" markers in the thinking part."""
-    return len(STEP_MARKER_RE.findall(thinking_text(generation)))
+    return len(STEP_MARKER_RE.findall(thinking_text(generation, think_end)))
 
 
 def _answer_key(answer: str | None) -> str | None:

@@ -249,7 +249,7 @@ class EvalRunner:
             "generated_tokens": len(result.token_ids),
             "token_ids": [int(t) for t in result.token_ids],
             "finish_reason": result.finish_reason,
-            "steps": count_steps(result.text),
+            "steps": count_steps(result.text, self.delimiters.think_end),
             "max_thinking_tokens": s.max_thinking_tokens,
             "num_extensions": s.num_extensions,
             "max_new_tokens": s.max_new_tokens,
