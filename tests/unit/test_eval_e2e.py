@@ -131,6 +131,10 @@ def test_eval_end_to_end_writes_everything_and_resumes(
     assert 6 <= len(samples["rejection_sampling"]) <= 12
     total = sum(len(v) for v in samples.values())
     assert f"{total} new generations" in printed
+    # No <think> tokens in this tokenizer: the s1 style is detected, said and stored.
+    assert "thinking delimiters: s1 (detected: the tokenizer has <|im_start|>" in printed
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["style"] == "s1" and run["delimiters"]["think_end"] == ["<|im_start|>"]
 
     for name in ("run.json", "summary.csv", "metrics.csv", "report.md", "scaling.png", "scaling.svg"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -157,8 +161,10 @@ def test_eval_end_to_end_writes_everything_and_resumes(
         }
         ids = r["token_ids"]
         assert len(ids) == r["generated_tokens"]
-        # The accounting books every emitted token (forced ones and a final EOS included) in one phase.
-        assert r["thinking_tokens"] + r["answer_tokens"] == len(ids), r
+        # The accounting books every emitted token (forced ones and a final EOS included) in one phase,
+        # except an EOS that ends the thinking span: it is no thinking token.
+        eos_in_thinking = r["finish_reason"] == "eos" and r["answer_tokens"] == 0
+        assert r["thinking_tokens"] + r["answer_tokens"] == len(ids) - eos_in_thinking, r
         # Thinking ends where a forced answer prefix starts (the prefix is answer), or just after an
         # end-of-thinking token the model emits (the delimiter is thinking).
         if r["extensions_used"] == 0:
@@ -166,7 +172,7 @@ def test_eval_end_to_end_writes_everything_and_resumes(
             if n > 0:
                 end = next(i for i in range(len(ids)) if ids[i : i + n] == prefix[:n])
             else:
-                end = ids.index(im_start) + 1 if im_start in ids else len(ids)
+                end = ids.index(im_start) + 1 if im_start in ids else len(ids) - eos_in_thinking
             assert r["thinking_tokens"] == end, r
         else:
             assert r["generation"].count("Wait") >= r["extensions_used"]

@@ -81,6 +81,10 @@ def test_step_counting_looks_at_thinking_only() -> None:
     gen = "Step 1: a\nStep 2: b\n**Step 3.** c\nnot a Step 4: here<|im_start|>answer\nStep 5: no"
     assert thinking_text(gen).endswith("here")
     assert count_steps(gen) == 3
+    # A run with custom delimiters counts steps up to its own think end.
+    custom = "Step 1: a\nStep 2: b\n<end>\nStep 3: answer"
+    assert count_steps(custom) == 3 and count_steps(custom, ["<end>"]) == 2
+    assert thinking_text(custom, ["<end>"]) == "Step 1: a\nStep 2: b\n"
 
 
 def test_rejection_sampling_takes_the_first_try_that_fits() -> None:

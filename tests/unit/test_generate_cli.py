@@ -59,3 +59,53 @@ def test_cli_bad_prompts_file(model_dir, tmp_path):
 
     with pytest.raises(DataError, match="'prompt' field"):
         cli.run(parse(["--model", str(model_dir), "--prompts-file", str(bad)]))
+
+
+def test_cli_detects_the_style_and_says_so(model_dir, capsys):
+    argv = ["--model", str(model_dir), "--prompt", "What is two and three?", "--max-thinking-tokens", "3"]
+    argv += ["--max-new-tokens", "12", "--max-len", "128"]
+    assert cli.run(parse(argv)) == 0
+    captured = capsys.readouterr()
+    assert "thinking delimiters: think_tags (detected: the tokenizer has <think> and </think>" in captured.err
+    row = json.loads(captured.out)
+    tok = tiny_tokenizer()
+    assert row["prompt_ids"][-2:] == tok.encode("<think>\n")
+    assert row["capped"] and row["thinking_tokens"] == 3  # no grace tokens: the cap is exact
+    assert row["token_ids"][3:7] == tok.encode("\n</think>\n\nFinal Answer:")[:4]
+
+
+def test_cli_custom_delimiters_and_extensions(model_dir, capsys):
+    argv = [
+        "--model",
+        str(model_dir),
+        "--prompt",
+        "Hmm",
+        "--think-start",
+        "<think>",
+        "--think-end",
+        "</think>",
+    ]
+    argv += ["--answer-prefix", " Final Answer:", "--extension", "Hmm", "--extension", " Wait"]
+    argv += ["--max-thinking-tokens", "6", "--max-new-tokens", "12", "--max-len", "128"]
+    assert cli.run(parse(argv)) == 0
+    captured = capsys.readouterr()
+    assert "thinking delimiters: custom (--think-end; --think-start, --answer-prefix, --extension given)" in (
+        captured.err
+    )
+    assert "answer prefix ' Final Answer:', extensions ['Hmm', ' Wait']" in captured.err
+    row = json.loads(captured.out)
+    tok = tiny_tokenizer()
+    assert row["prompt_ids"][-2:] == tok.encode("<think>\n") and row["capped"]
+    assert row["token_ids"][6 : 6 + len(tok.encode(" Final Answer:"))] == tok.encode(" Final Answer:")
+
+
+def test_cli_style_the_tokenizer_lacks_is_a_clear_error(tmp_path):
+    from s1kit.errors import TokenizationError
+    from tests.unit.test_budget_delimiters import _tokenizer
+
+    tok = _tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "<|im_end|>")
+    tiny_hf_model("qwen2", tok, seed=3).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    argv = ["--model", str(tmp_path), "--prompt", "Hmm", "--style", "think_tags", "--max-len", "64"]
+    with pytest.raises(TokenizationError, match=r"^--style think_tags needs the token '<think>'.*--style s1"):
+        cli.run(parse(argv))

@@ -31,6 +31,10 @@ def tok():
         ("llama", {}),
         ("llama", {"rope_parameters": LLAMA3_ROPE, "num_key_value_heads": 1}),
         ("llama", {"attention_bias": True, "mlp_bias": True, "num_key_value_heads": 4}),
+        ("qwen3", {}),
+        ("qwen3", {"tie_word_embeddings": False, "attention_bias": True, "num_key_value_heads": 1}),
+        # DeepSeek-R1-Distill-Qwen's config: qwen2, untied, a sliding window set but switched off.
+        ("qwen2", {"tie_word_embeddings": False, "sliding_window": 16, "max_window_layers": 1}),
     ],
 )
 def test_logits_match_transformers(tok, arch, overrides):
@@ -59,14 +63,34 @@ def test_rope_scaling_is_applied(tok):
 def test_unknown_model_type_is_a_clear_error(tok):
     from transformers import GPT2Config
 
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported.*qwen2, llama"):
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported.*qwen2, qwen3, llama") as e:
         ModelArgs.from_hf_config(GPT2Config())
+    assert "--engine hf|vllm" in str(e.value) and "docs/embedding.md" in str(e.value)
+
+
+def test_qwen3_moe_is_refused_with_the_supported_families():
+    from transformers import Qwen3MoeConfig
+
+    with pytest.raises(ValueError, match=r"'qwen3_moe' is not supported.*qwen2, qwen3, llama"):
+        ModelArgs.from_hf_config(Qwen3MoeConfig())
+
+
+def test_qwen3_reads_its_own_head_dim_and_qk_norms(tok):
+    hf = tiny_hf_model("qwen3", tok)
+    model = Transformer.from_hf_model(hf)
+    assert model.args.head_dim == 24 != model.args.dim // model.args.n_heads
+    assert model.args.qk_norm and not model.args.qkv_bias and model.args.tie_embeddings
+    attn = model.layers[0].attention
+    torch.testing.assert_close(attn.q_norm.weight, hf.model.layers[0].self_attn.q_norm.weight)
 
 
 def test_sliding_window_is_refused(tok):
     cfg = tiny_config("qwen2", len(tok), tok.eos_token_id, use_sliding_window=True, sliding_window=16)
     with pytest.raises(ValueError, match="sliding-window"):
         ModelArgs.from_hf_config(cfg)
+    cfg3 = tiny_config("qwen3", len(tok), tok.eos_token_id, use_sliding_window=True, sliding_window=16)
+    with pytest.raises(ValueError, match="sliding-window"):
+        ModelArgs.from_hf_config(cfg3)
 
 
 def test_from_pretrained_directory(tok, tmp_path):

@@ -1,4 +1,4 @@
-"""Tiny random Qwen2 / Llama models and a tokenizer trained on the spot, for generation tests.
+"""Tiny random Qwen2 / Qwen3 / Llama models and a tokenizer trained on the spot, for generation tests.
 
 Nothing is downloaded: the tokenizer is a small BPE trained with ``tokenizers`` on a fixed text, with
 the chat and thinking delimiters as single special tokens.
@@ -52,7 +52,7 @@ def tiny_tokenizer() -> Any:
 
 
 def tiny_config(arch: str, vocab_size: int, eos_token_id: int, **overrides: Any) -> Any:
-    from transformers import LlamaConfig, Qwen2Config
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
     common: dict[str, Any] = dict(
         vocab_size=vocab_size,
@@ -68,18 +68,25 @@ def tiny_config(arch: str, vocab_size: int, eos_token_id: int, **overrides: Any)
     )
     common.update(overrides)
     if arch == "qwen2":
-        return Qwen2Config(tie_word_embeddings=True, **common)
+        common.setdefault("tie_word_embeddings", True)
+        return Qwen2Config(**common)
     if arch == "llama":
-        return LlamaConfig(tie_word_embeddings=False, **common)
+        common.setdefault("tie_word_embeddings", False)
+        return LlamaConfig(**common)
+    if arch == "qwen3":
+        # head_dim apart from hidden_size // num_attention_heads (64 // 4 = 16), as in real Qwen3.
+        common.setdefault("head_dim", 24)
+        common.setdefault("tie_word_embeddings", True)
+        return Qwen3Config(**common)
     raise ValueError(arch)
 
 
 def tiny_hf_model(arch: str, tokenizer: Any, seed: int = 0, **overrides: Any) -> Any:
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
     torch.manual_seed(seed)
     cfg = tiny_config(arch, len(tokenizer), tokenizer.eos_token_id, **overrides)
-    cls = Qwen2ForCausalLM if arch == "qwen2" else LlamaForCausalLM
+    cls = {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM, "llama": LlamaForCausalLM}[arch]
     model = cls(cfg).eval()
     # Random init with std 0.02 gives flat logits and a greedy loop on one token; widening the
     # weights gives varied text and clear argmax margins.
@@ -87,6 +94,11 @@ def tiny_hf_model(arch: str, tokenizer: Any, seed: int = 0, **overrides: Any) ->
         for p in model.parameters():
             if p.dim() == 2:
                 p.mul_(10.0)
+        # Qwen3's per-head q/k norms start at ones; random weights make a missing or misplaced norm
+        # show in the logits.
+        for name, p in model.named_parameters():
+            if name.endswith(("q_norm.weight", "k_norm.weight")):
+                p.copy_(torch.rand(p.shape) + 0.5)
     return model
 
 

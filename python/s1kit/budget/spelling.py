@@ -56,8 +56,8 @@ def _single_token(tok: TokenizerLike, piece: str, what: str) -> None:
     if len(ids) != 1:
         raise TokenizationError(
             f"{what} contains {piece!r}, which this tokenizer splits into {len(ids)} tokens {ids}: it is "
-            "not a special token of this vocabulary. Add it as a special token, or pass the delimiter this "
-            "model was trained with (e.g. style='think_tags' for '<think>' models)"
+            "not a special token of this vocabulary. Add it as a special token, or pass the delimiters this "
+            "model was trained with (the other style, or think_start/think_end of its own)"
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s1kit import _io
+from s1kit.budget.delimiters import add_delimiter_arguments, delimiters_from_args
 from s1kit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ _FIXED = (
     "model",
     "seed",
     "style",
+    "delimiters",
     "max_new_tokens",
     "temperature",
     "sample_temperature",
@@ -71,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="first N problems per task")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--style", choices=["s1", "think_tags"], default="s1", help="thinking delimiters")
+    add_delimiter_arguments(
+        p.add_argument_group("thinking delimiters (the ones chosen are printed and stored in run.json)")
+    )
     p.add_argument("--max-new-tokens", type=int, default=4096)
     p.add_argument("--max-answer-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.0, help="for the deterministic methods")
@@ -106,6 +110,8 @@ def _check_run_file(out: Path, run: dict[str, Any]) -> dict[str, Any]:
         return run
     old = json.loads(path.read_text(encoding="utf-8"))
     for k in _FIXED:
+        if k == "delimiters" and k not in old:
+            continue  # a run from before delimiters were stored: its style says what they were
         a = old.get(k) if k in old else old.get("sweep", {}).get(k)
         b = run.get(k) if k in run else run["sweep"].get(k)
         if a != b:
@@ -164,12 +170,17 @@ def run(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 seed=args.seed,
             )
+    from transformers import AutoTokenizer
+
+    delimiters = delimiters_from_args(AutoTokenizer.from_pretrained(args.model), args)
+    print(f"s1kit eval: {delimiters.describe()}")
     record = {
         "model": str(Path(args.model).resolve()),
         "tasks": list(problems),
         "methods": methods,
         "seed": args.seed,
-        "style": args.style,
+        "style": delimiters.style,
+        "delimiters": delimiters.to_record(),
         "limit": args.limit,
         "sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sweep_cfg).items()},
     }
@@ -186,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
         out,
         sweep_cfg,
         RunConfig(
-            style=args.style, seed=args.seed, chunk_size=args.chunk_size, grading_workers=args.grading_workers
+            style=delimiters.style,
+            delimiters=delimiters,
+            seed=args.seed,
+            chunk_size=args.chunk_size,
+            grading_workers=args.grading_workers,
         ),
     )
     produced = runner.run(problems, methods, progress=not args.no_progress)

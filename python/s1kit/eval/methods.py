@@ -18,6 +18,9 @@ problem gets; :func:`select_outcome` turns a problem's generations into its outc
 
 Methods other than budget forcing still carry an uncapped budget spec: it forces nothing before the
 model ends its thinking and only counts thinking / answer tokens, so every method is measured alike.
+A generation that ends with EOS inside its thinking span (the counting spec lets it through) has
+thinking tokens up to that EOS: the EOS ends the thinking and is not counted as one of its tokens
+(:func:`thinking_tokens`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ CLASS_INSTRUCTIONS: dict[str, str] = {
     "long": "Think carefully and at length: check every step and verify your answer before answering.",
 }
 STEP_MARKER_RE = re.compile(r"(?m)^\s*\**Step\s+\d+\s*[:.]")
-# Thinking ends at the s1 answer delimiter or "</think>"; the thinking text is what precedes it.
-_THINK_END_RE = re.compile(r"<\|im_start\|>|</think>")
+# Thinking ends at the s1 answer delimiter or "</think>" unless the run's think ends are given; the
+# thinking text is what precedes the first one.
+DEFAULT_THINK_ENDS = ("<|im_start|>", "</think>")
 
 
 @dataclass(frozen=True)
@@ -211,15 +215,27 @@ def generation_key(setting: Setting, index: int) -> tuple[str, int]:
     return ("votes" if setting.method == "majority_voting" else setting.label, index)
 
 
-def thinking_text(generation: str) -> str:
-    """The thinking part of a generation: everything before the end-of-thinking delimiter."""
-    m = _THINK_END_RE.search(generation)
-    return generation if m is None else generation[: m.start()]
+def thinking_text(generation: str, think_end: Sequence[str] = DEFAULT_THINK_ENDS) -> str:
+    """The thinking part of a generation: everything before the first end-of-thinking delimiter."""
+    cut = min((i for i in (generation.find(e) for e in think_end if e) if i >= 0), default=len(generation))
+    return generation[:cut]
 
 
-def count_steps(generation: str) -> int:
+def thinking_tokens(booked: int, answer_tokens: int, finish_reason: str) -> int:
+    """Thinking tokens of a generation from the budget core's count ``booked``.
+
+    The core books every emitted token in the phase it is emitted in, a final EOS included. When the
+    model ends with EOS while still thinking (``answer_tokens == 0``, ``finish_reason == "eos"``;
+    only under the counting spec, which forces no answer), that EOS is no thinking token.
+    """
+    if finish_reason == "eos" and answer_tokens == 0 and booked > 0:
+        return booked - 1
+    return booked
+
+
+def count_steps(generation: str, think_end: Sequence[str] = DEFAULT_THINK_ENDS) -> int:
     """Number of "Step k:" markers in the thinking part."""
-    return len(STEP_MARKER_RE.findall(thinking_text(generation)))
+    return len(STEP_MARKER_RE.findall(thinking_text(generation, think_end)))
 
 
 def _answer_key(answer: str | None) -> str | None:

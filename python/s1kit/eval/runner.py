@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from s1kit import _io
+from s1kit.budget.delimiters import Delimiters, choose_delimiters
 from s1kit.errors import ConfigError, DataError
 from s1kit.eval.grading import GradingPool, extract_answer
 from s1kit.eval.methods import (
@@ -34,10 +35,10 @@ from s1kit.eval.methods import (
     needs_more,
     sample_seed,
     sweep,
+    thinking_tokens,
 )
 from s1kit.eval.tasks import Problem
 
-THINK_START = {"s1": "<|im_start|>think\n", "think_tags": "<think>\n"}
 # finish_reason of a sample whose prompt does not fit the engine (no generation, graded incorrect).
 PROMPT_TOO_LONG = "prompt_too_long"
 
@@ -117,10 +118,8 @@ def read_samples(out_dir: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- prompts
 
 
-def build_prompt(tokenizer: Any, problem: Problem, instruction: str, style: str) -> str:
+def build_prompt(tokenizer: Any, problem: Problem, instruction: str, delimiters: Delimiters) -> str:
     """The chat-formatted prompt text, ending where the model starts thinking."""
-    if style not in THINK_START:
-        raise ValueError(f"style={style!r}; use one of {', '.join(THINK_START)}")
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             "the tokenizer has no chat template; save one with the model (tokenizer.chat_template) so "
@@ -130,10 +129,7 @@ def build_prompt(tokenizer: Any, problem: Problem, instruction: str, style: str)
     text: str = tokenizer.apply_chat_template(
         [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
     )
-    start = THINK_START[style]
-    if not text.endswith(start):
-        text += start
-    return text
+    return delimiters.open_thinking(text)
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -141,9 +137,13 @@ def build_prompt(tokenizer: Any, problem: Problem, instruction: str, style: str)
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How a run generates and grades (the sweep values are in :class:`SweepConfig`)."""
+    """How a run generates and grades (the sweep values are in :class:`SweepConfig`).
+
+    ``delimiters`` are the model's thinking delimiters; ``None`` takes those of the named ``style``.
+    """
 
     style: str = "s1"
+    delimiters: Delimiters | None = None
     seed: int = 42
     chunk_size: int | None = None
     grading_workers: int = 1
@@ -165,32 +165,25 @@ class EvalRunner:
     def __init__(
         self, engine: Any, out_dir: Path, sweep_cfg: SweepConfig, run_cfg: RunConfig | None = None
     ) -> None:
-        from s1kit.budget import BudgetSpec
-
         self.engine = engine
         self.tokenizer = engine.tokenizer
         self.out_dir = Path(out_dir)
         self.sweep_cfg = sweep_cfg
         self.cfg = run_cfg or RunConfig()
-        if self.cfg.style not in THINK_START:
-            raise ValueError(f"style={self.cfg.style!r}; use one of {', '.join(THINK_START)}")
+        self.delimiters = self.cfg.delimiters or choose_delimiters(self.tokenizer, style=self.cfg.style)
         self.chunk_size = self.cfg.chunk_size or int(engine.max_batch)
         if self.chunk_size < 1:
             raise ValueError(
                 f"chunk_size={self.chunk_size} must be >= 1 (or None for the engine's max_batch)"
             )
         vocab = int(engine.model.args.vocab_size) if hasattr(engine, "model") else None
-        self.base_spec = BudgetSpec.from_tokenizer(
-            self.tokenizer,
-            style="s1" if self.cfg.style == "s1" else "think_tags",
-            vocab_size=vocab,
-        )
+        self.base_spec = self.delimiters.spec(self.tokenizer, vocab_size=vocab)
         self._prompt_cache: dict[tuple[str, str, str], tuple[str, list[int]]] = {}
 
     def _prompt(self, problem: Problem, instruction: str) -> tuple[str, list[int]]:
         key = (problem.task, problem.id, instruction)
         if key not in self._prompt_cache:
-            text = build_prompt(self.tokenizer, problem, instruction, self.cfg.style)
+            text = build_prompt(self.tokenizer, problem, instruction, self.delimiters)
             ids = list(self.tokenizer.encode(text, add_special_tokens=False))
             self._prompt_cache[key] = (text, ids)
         return self._prompt_cache[key]
@@ -257,7 +250,9 @@ class EvalRunner:
             "gold": job.problem.answer,
             "correct": False,
             "grading_timed_out": False,
-            "thinking_tokens": int(result.thinking_tokens),
+            "thinking_tokens": thinking_tokens(
+                int(result.thinking_tokens), int(result.answer_tokens), result.finish_reason
+            ),
             "answer_tokens": int(result.answer_tokens),
             "forced_tokens": int(result.forced_tokens),
             "extensions_used": int(result.extensions_used),
@@ -265,7 +260,7 @@ class EvalRunner:
             "generated_tokens": len(result.token_ids),
             "token_ids": [int(t) for t in result.token_ids],
             "finish_reason": result.finish_reason,
-            "steps": count_steps(result.text),
+            "steps": count_steps(result.text, self.delimiters.think_end),
             "max_thinking_tokens": s.max_thinking_tokens,
             "num_extensions": s.num_extensions,
             "max_new_tokens": s.max_new_tokens,

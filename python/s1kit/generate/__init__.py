@@ -7,7 +7,7 @@
     results = engine.generate([Request(prompt_ids=ids, sampling=SamplingParams(max_new_tokens=512),
                                        budget=spec)])
 
-Files: ``model.py`` (Qwen2/Llama in the gpt-fast style), ``cache.py`` (static K/V cache),
+Files: ``model.py`` (Qwen2/Qwen3/Llama in the gpt-fast style), ``cache.py`` (static K/V cache),
 ``sampling.py`` (counter-based seeded sampling), ``step.py`` (the fixed-shape step, its run-ahead
 variant and their CUDA graphs), ``engine.py`` (admission, prefill, the two loops -- per-step on the
 host, or run-ahead with budget forcing on the device and one host sync per ``sync_every`` steps --

@@ -9,9 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HELP = "Generate with a static-cache decode loop and optional budget forcing (JSONL out)."
+from s1kit.budget.delimiters import (
+    Delimiters,
+    add_delimiter_arguments,
+    delimiter_flags_given,
+    delimiters_from_args,
+)
 
-THINK_OPENERS = {"s1": "<|im_start|>think\n", "think_tags": "<think>\n"}
+HELP = "Generate with a static-cache decode loop and optional budget forcing (JSONL out)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,12 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--max-len", type=int, default=4096, help="cache length: prompt plus generated tokens")
-    g = p.add_argument_group("budget forcing (on when --style or any budget flag is given)")
-    g.add_argument("--style", choices=sorted(THINK_OPENERS), help="thinking delimiters (default s1)")
+    g = p.add_argument_group(
+        "budget forcing (on when any flag of this group is given; the delimiters chosen are printed to "
+        "stderr)"
+    )
+    add_delimiter_arguments(g)
     g.add_argument("--max-thinking-tokens", type=int, help="cap the thinking span, then force the answer")
     g.add_argument("--min-thinking-tokens", type=int, default=0, help="suppress earlier ends of thinking")
     g.add_argument("--num-extensions", type=int, default=0, help="suppress this many ends of thinking")
-    g.add_argument("--extension", default="Wait", help="text forced when an end is suppressed")
     s = p.add_argument_group("sampling")
     s.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     s.add_argument("--top-p", type=float, default=1.0)
@@ -69,7 +76,7 @@ def _read_prompts(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
-def render_prompt(tokenizer: Any, text: str, *, chat: bool, style: str | None) -> str:
+def render_prompt(tokenizer: Any, text: str, *, chat: bool, delimiters: Delimiters | None) -> str:
     """The text the model continues: chat template (user turn, generation prompt) and thinking opener."""
     if chat:
         if not getattr(tokenizer, "chat_template", None):
@@ -77,9 +84,7 @@ def render_prompt(tokenizer: Any, text: str, *, chat: bool, style: str | None) -
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
-    if style is not None and not text.endswith(THINK_OPENERS[style]):
-        text += THINK_OPENERS[style]
-    return text
+    return text if delimiters is None else delimiters.open_thinking(text, chat=chat)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,23 +93,23 @@ def run(args: argparse.Namespace) -> int:
     from s1kit.budget import BudgetSpec
     from s1kit.generate import Engine, Request, SamplingParams
 
-    budget_on = args.style is not None or args.max_thinking_tokens is not None or args.num_extensions > 0
-    budget_on = budget_on or args.min_thinking_tokens > 0
-    style = (args.style or "s1") if budget_on else None
+    budget_on = delimiter_flags_given(args) or args.max_thinking_tokens is not None
+    budget_on = budget_on or args.num_extensions > 0 or args.min_thinking_tokens > 0
     dtype = getattr(torch, args.dtype) if args.dtype else None
     engine = Engine.from_pretrained(
         args.model, device=args.device, dtype=dtype, max_batch=args.max_batch, max_len=args.max_len
     )
     tok = engine.tokenizer
-    spec = None
-    if style is not None:
-        spec = BudgetSpec.from_tokenizer(
+    spec: BudgetSpec | None = None
+    delimiters = None
+    if budget_on:
+        delimiters = delimiters_from_args(tok, args)
+        print(f"s1kit generate: {delimiters.describe()}", file=sys.stderr)
+        spec = delimiters.spec(
             tok,
-            style=style,  # type: ignore[arg-type]  # argparse choices guarantee a known style
             max_thinking_tokens=args.max_thinking_tokens,
             min_thinking_tokens=args.min_thinking_tokens,
             num_extensions=args.num_extensions,
-            extension=args.extension,
             vocab_size=max(len(tok), engine.model.args.vocab_size),
         )
     sampling = SamplingParams(
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     prompts = _read_prompts(args)
     requests = []
     for rid, text in prompts:
-        rendered = render_prompt(tok, text, chat=not args.no_chat_template, style=style)
+        rendered = render_prompt(tok, text, chat=not args.no_chat_template, delimiters=delimiters)
         ids = tok.encode(rendered, add_special_tokens=False)
         requests.append(Request(prompt_ids=ids, sampling=sampling, budget=spec, request_id=rid))
     results = engine.generate(requests, progress=args.progress)

@@ -96,7 +96,7 @@ class _Row:
 class Engine:
     """Generates for many requests with a static cache of ``(max_batch, max_len)``.
 
-    ``model`` is a :class:`~s1kit.generate.model.Transformer` or a loaded ``transformers`` Qwen2/Llama
+    ``model`` is a :class:`~s1kit.generate.model.Transformer` or a loaded ``transformers`` Qwen2/Qwen3/Llama
     causal LM (see :meth:`Transformer.from_hf_model`); ``tokenizer`` a ``transformers`` tokenizer
     (used to decode text and stop strings, and for its EOS id). ``max_batch`` rows decode at once
     (``generate`` queues the rest); a request's prompt plus output never exceeds ``max_len`` tokens.

@@ -1,11 +1,14 @@
-"""A compact decoder-only transformer (Qwen2 / Qwen2.5, Llama) that reads Hugging Face weights.
+"""A compact decoder-only transformer (Qwen2 / Qwen2.5, Qwen3 dense, Llama) that reads Hugging Face weights.
 
 Shape legend: B batch rows, T tokens per row in this call, S attended cache positions, E hidden size,
 H query heads, K key/value heads, G = H // K query heads per key/value head, D head dim, F MLP width,
 V vocabulary.
 
-The arithmetic follows ``transformers``' own Qwen2/Llama code (RMSNorm in fp32, RoPE tables in fp32
+The arithmetic follows ``transformers``' own Qwen2/Qwen3/Llama code (RMSNorm in fp32, RoPE tables in fp32
 cast to the activation dtype, ``head_dim ** -0.5`` attention scale) so logits agree within rounding.
+Qwen3 adds an RMSNorm over each query and key head (before RoPE) and sets ``head_dim`` on its own,
+independent of ``hidden_size // num_attention_heads``; DeepSeek-R1-Distill checkpoints are plain
+Qwen2 or Llama models and load as such.
 Two layout changes make the decode step cheaper: q/k/v and gate/up projections are fused into one
 matmul each, and grouped-query attention folds the G query heads of a group into SDPA's query axis
 (``(B, K, G * T, D)`` against ``(B, K, S, D)``), so the cache is never repeated per query head.
@@ -23,7 +26,14 @@ from torch import nn
 
 from s1kit.generate.cache import StaticKVCache
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
+# Said when a checkpoint's family is not one of SUPPORTED_MODEL_TYPES.
+OTHER_ENGINES_HINT = (
+    "s1kit's own engine runs the dense decoders Qwen2/Qwen2.5 (incl. DeepSeek-R1-Distill-Qwen), "
+    "Qwen3 and Llama (incl. DeepSeek-R1-Distill-Llama) only. `--engine hf|vllm` backends for other "
+    "families are planned, not there yet: until then drive transformers or vLLM yourself with s1kit's "
+    "budget adapters (docs/embedding.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class ModelArgs:
     norm_eps: float
     qkv_bias: bool
     o_bias: bool
+    qk_norm: bool
     mlp_bias: bool
     tie_embeddings: bool
     rope_theta: float
@@ -52,9 +63,10 @@ class ModelArgs:
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"model_type {model_type!r} is not supported by s1kit.generate; supported: "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)} (Qwen2/Qwen2.5 and Llama checkpoints)"
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}. {OTHER_ENGINES_HINT}"
             )
-        if getattr(config, "use_sliding_window", False):
+        layer_types = getattr(config, "layer_types", None) or ()
+        if getattr(config, "use_sliding_window", False) or "sliding_attention" in layer_types:
             raise ValueError(
                 "config.use_sliding_window is true: sliding-window attention is not implemented; "
                 "use a checkpoint with full attention"
@@ -73,9 +85,11 @@ class ModelArgs:
             head_dim=head_dim,
             ffn_dim=config.intermediate_size,
             norm_eps=config.rms_norm_eps,
-            # Qwen2 always has q/k/v biases and no o bias; Llama's `attention_bias` covers all four.
+            # Qwen2 always has q/k/v biases and no o bias; Llama's and Qwen3's `attention_bias` covers
+            # all four.
             qkv_bias=model_type == "qwen2" or attn_bias,
-            o_bias=model_type == "llama" and attn_bias,
+            o_bias=model_type != "qwen2" and attn_bias,
+            qk_norm=model_type == "qwen3",
             mlp_bias=bool(getattr(config, "mlp_bias", False)),
             tie_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
             rope_theta=float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
@@ -142,6 +156,9 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(args.dim, qkv_out, bias=args.qkv_bias)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=args.o_bias)
         self.scale = args.head_dim**-0.5
+        # Qwen3: RMSNorm over each head's D features of q and k, before RoPE.
+        self.q_norm = RMSNorm(args.head_dim, args.norm_eps) if args.qk_norm else None
+        self.k_norm = RMSNorm(args.head_dim, args.norm_eps) if args.qk_norm else None
 
     def forward(
         self,
@@ -159,6 +176,9 @@ class Attention(nn.Module):
         q, k, v = self.wqkv(x_BTE).split([H * D, K * D, K * D], dim=-1)
         q_BTHD = q.view(B, T, H, D)
         k_BTKD = k.view(B, T, K, D)
+        if self.q_norm is not None and self.k_norm is not None:
+            q_BTHD = self.q_norm(q_BTHD)
+            k_BTKD = self.k_norm(k_BTKD)
         q_BTHD = q_BTHD * cos_BT1D + _rotate_half(q_BTHD) * sin_BT1D
         k_BTKD = k_BTKD * cos_BT1D + _rotate_half(k_BTKD) * sin_BT1D
         cache.write(layer, start, pos_BT, k_BTKD, v.view(B, T, K, D))
@@ -329,6 +349,9 @@ def convert_hf_state_dict(args: ModelArgs, hf: Mapping[str, torch.Tensor]) -> di
         out[a + "attention.wqkv.weight"] = torch.cat([get(n + "weight") for n in qkv])
         if args.qkv_bias:
             out[a + "attention.wqkv.bias"] = torch.cat([get(n + "bias") for n in qkv])
+        if args.qk_norm:
+            out[a + "attention.q_norm.weight"] = get(p + "self_attn.q_norm.weight")
+            out[a + "attention.k_norm.weight"] = get(p + "self_attn.k_norm.weight")
         out[a + "attention.wo.weight"] = get(p + "self_attn.o_proj.weight")
         if args.o_bias:
             out[a + "attention.wo.bias"] = get(p + "self_attn.o_proj.bias")
@@ -371,6 +394,7 @@ def load_safetensors_dir(path: Any, device: torch.device | str = "cpu") -> dict[
 
 
 __all__ = [
+    "OTHER_ENGINES_HINT",
     "SUPPORTED_MODEL_TYPES",
     "ModelArgs",
     "Transformer",

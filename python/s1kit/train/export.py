@@ -8,6 +8,7 @@ the new one, never a mix.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ def export_hf(
         # whose weights and config come from different runs.
         with _io.atomic_dir(out) as staging:
             _save_shards(sd, staging, max_shard_size)
-            config = lm.config
+            config = copy.deepcopy(lm.config)  # the live model keeps its training settings
             config.dtype = dtype
+            config.use_cache = True  # training turned the KV cache off; the export is for inference
             config.save_pretrained(staging)
             gen = getattr(lm, "generation_config", None)
             if gen is not None:
