@@ -261,7 +261,9 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
         root_gathered = c * Pr  # the root stays gathered for forward and backward
         layers_gathered = 2 * c * Pl  # the running layer and the prefetched one
         ag_buffers = c * Pl + math.ceil(c * Pl / N)  # all-gather output + input of the next layer
-        bwd_buffers = c * Pl + 4 * Pl + math.ceil(4 * Pl / N)  # unsharded grad, fp32 reduce-scatter in/out
+        # unsharded grad, fp32 reduce-scatter in/out; and the previous layer's reduce-scatter, still in
+        # flight while this layer's backward runs (FSDP2 waits for it at the next post-backward)
+        bwd_buffers = 2 * (c * Pl + 4 * Pl) + math.ceil(4 * Pl / N)
         root_grad = c * Pr  # the head's unsharded gradient, reduced at the end of backward
     else:
         # autocast's bf16 copies of every matmul weight live from their first use to their backward
