@@ -94,6 +94,9 @@ class TrainConfig:
     attention: Attention = "auto"
     """``auto``/``varlen``: s1kit's varlen attention over packed samples (cu_seqlens); ``sdpa``/``eager``:
     transformers' own, with a block-diagonal mask from the restarting position ids."""
+    context_parallel: int = 1
+    """Split each packed block over this many consecutive ranks (sequence parallelism on top of FSDP2,
+    under torchrun; must divide the ranks; needs packing and auto/varlen attention). 1: off."""
     device: str = "auto"
     """``cuda``, ``cpu`` or ``auto`` (CUDA when available; gloo on CPU, NCCL on CUDA)."""
     # --- output
@@ -230,6 +233,19 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
         problems.append(f"save_every={cfg.save_every} must be >= 0")
     if cfg.keep_checkpoints < 1:
         problems.append(f"keep_checkpoints={cfg.keep_checkpoints} must be >= 1")
+    if cfg.context_parallel < 1:
+        problems.append(f"context_parallel={cfg.context_parallel} must be >= 1")
+    elif cfg.context_parallel > 1:
+        if world_size % cfg.context_parallel != 0:
+            problems.append(
+                f"context_parallel={cfg.context_parallel} does not divide the number of ranks ({world_size}); "
+                "launch a multiple of it with torchrun"
+            )
+        if not cfg.packing:
+            problems.append("context_parallel > 1 needs --packing (it splits packed blocks)")
+        if cfg.attention not in ("auto", "varlen"):
+            problems.append(f"context_parallel > 1 needs --attention auto or varlen, not {cfg.attention}")
+        world_size = max(1, world_size // cfg.context_parallel)  # data-parallel ranks below
     if not cfg.packing:
         per_step = cfg.micro_batch_size * world_size
         if cfg.global_batch_size % per_step != 0:

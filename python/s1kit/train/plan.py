@@ -164,6 +164,11 @@ class Hardware:
         return int((self.memory - self.reserved) * (1.0 - self.margin))
 
 
+CONTEXT_PARALLEL_COST = 0.05
+"""Step-time cost per doubling of ``--context-parallel``: the key/value gathers per layer (forward,
+recomputation) and their gradient all-reduce, and causal attention's imbalance over the slices
+(estimate)."""
+
 CUDA_RESERVED = int(1.5 * GIB)
 """CUDA context + NCCL buffers + allocator slack taken off each card before tensors (estimate)."""
 
@@ -176,11 +181,14 @@ class Setting:
     cpu_offload: bool
     distributed: bool
     """FSDP2 path (torchrun); False: the one-process path."""
+    context_parallel: int = 1
+    """Ranks sharing each block (s1kit.train.context)."""
 
     def describe(self) -> str:
         launch = "torchrun (FSDP2)" if self.distributed else "one process"
         off = ", --cpu-offload" if self.cpu_offload else ""
-        return f"{launch}, --activation-checkpointing {self.activation_checkpointing}{off}"
+        cp = f", --context-parallel {self.context_parallel}" if self.context_parallel > 1 else ""
+        return f"{launch}, --activation-checkpointing {self.activation_checkpointing}{off}{cp}"
 
 
 @dataclass
@@ -232,7 +240,9 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     N = hw.ranks if setting.distributed else 1
     P, Pl, Pr = shape.params, shape.layer_params, shape.root_params
     H, V, L = shape.hidden, shape.vocab, shape.layers
-    T = block_tokens(cfg)
+    cp = setting.context_parallel
+    T_block = block_tokens(cfg)
+    T = math.ceil(T_block / cp)  # tokens this rank runs
     C = min(cfg.loss_chunk_size, T)
     cuda = hw.device == "cuda"
     offload = setting.cpu_offload and setting.distributed
@@ -274,6 +284,12 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     # --- activations
     saved_tok, recompute_tok = activation_bytes_per_token(shape, setting.activation_checkpointing, c)
     acts = L * saved_tok * T
+    if cp > 1:
+        # the block's gathered keys and values: kept by attention for backward in every layer without
+        # checkpointing, else one layer's worth; plus the boolean mask of a document crossing the slice
+        kv_full = 2 * c * T_block * shape.kv_heads * shape.head_dim
+        acts += L * kv_full if setting.activation_checkpointing == "none" else kv_full
+        acts += T * T_block
     final_norm = (4 * H + c * H) * T
     loss_saved_h = c * H * T  # the loss's hidden gradient, computed in the forward pass
     recompute = recompute_tok * T
@@ -317,29 +333,29 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     phases = {"end of forward (loss)": fwd_end, "start of backward": bwd_start, "optimizer step": opt_step}
     phase = max(phases, key=lambda k: sum(phases[k].values()))
 
-    cost = 1.0
+    cost = 1.0 + CONTEXT_PARALLEL_COST * math.log2(cp)
     if setting.activation_checkpointing == "selective":
         cost += SELECTIVE_COST
     elif setting.activation_checkpointing == "full":
         cost += FULL_COST
-    base_step = _base_step_seconds(shape, cfg, N)
+    # one block's time on one rank, divided by the ranks sharing it
+    base_step = _base_step_seconds(shape, cfg) / cp
     step_s = base_step * cost
     if offload:
         moved = 4 * P // N * 2  # fp32 shards up (cast on the device), fp32 gradients down
         step_s += moved / OFFLOAD_BW_BYTES_S + 28 * P / N / HOST_ADAM_BYTES_S
-    tokens_per_rank = T
     return MemoryEstimate(
         setting=setting,
         rows=phases[phase],
         phase=phase,
         host_per_rank=host,
-        tokens_per_s=tokens_per_rank * N / step_s,
+        tokens_per_s=T * N / step_s,
         step_cost=step_s / base_step,
         notes=notes,
     )
 
 
-def _base_step_seconds(shape: ModelShape, cfg: TrainConfig, ranks: int) -> float:
+def _base_step_seconds(shape: ModelShape, cfg: TrainConfig) -> float:
     """Seconds per block per rank at ASSUMED_MFU with no recomputation (6·N·T + causal attention)."""
     T = block_tokens(cfg)
     qd = shape.heads * shape.head_dim
@@ -383,13 +399,17 @@ def make_plan(shape: ModelShape, cfg: TrainConfig, hw: Hardware, distributed: bo
     """Estimate ``cfg`` as given and every combination of checkpointing and offload (offload only where
     it acts: the FSDP2 path), ordered by estimated tokens/s. With one rank both launches are candidates:
     the plain process and ``torchrun --nproc-per-node 1`` (FSDP2 on one rank, which allows offload)."""
-    requested = estimate(shape, cfg, hw, Setting(cfg.activation_checkpointing, cfg.cpu_offload, distributed))
+    requested = estimate(
+        shape, cfg, hw, Setting(cfg.activation_checkpointing, cfg.cpu_offload, distributed, cfg.context_parallel)
+    )
     launches = [distributed] if hw.ranks > 1 else [False, True]
+    cps = [n for n in (1, 2, 4, 8) if hw.ranks % n == 0 and (n == 1 or cfg.packing)]
     cands = []
     for dist_path in launches:
         for off in (False, True) if dist_path else (False,):
-            for ac in AC_ORDER:
-                cands.append(estimate(shape, cfg, hw, Setting(ac, off, dist_path)))
+            for cp in cps if dist_path else [1]:
+                for ac in AC_ORDER:
+                    cands.append(estimate(shape, cfg, hw, Setting(ac, off, dist_path, cp)))
     cands.sort(key=lambda e: (-e.tokens_per_s, e.peak))
     return Plan(shape, cfg, hw, requested, cands)
 
@@ -506,4 +526,8 @@ def plan_run(
 
 def apply_setting(cfg: TrainConfig, setting: Setting) -> TrainConfig:
     """``cfg`` with the plan's memory settings."""
-    return cfg.replace(activation_checkpointing=setting.activation_checkpointing, cpu_offload=setting.cpu_offload)
+    return cfg.replace(
+        activation_checkpointing=setting.activation_checkpointing,
+        cpu_offload=setting.cpu_offload,
+        context_parallel=setting.context_parallel,
+    )
