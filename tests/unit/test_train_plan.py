@@ -16,6 +16,7 @@ from s1kit.train.plan import (
     GIB,
     Hardware,
     Setting,
+    apply_setting,
     estimate,
     load_model_config,
     make_plan,
@@ -53,7 +54,10 @@ def test_sharded_state_is_16_bytes_per_parameter_over_ranks() -> None:
     assert off.rows["parameter shards"] == 0 and off.rows["optimizer state"] == 0
     assert off.host_per_rank >= 16 * P // 8
     # activation checkpointing orders the activations: none > selective > full
-    acts = [estimate(shape, cfg, Hardware("cuda", 8), Setting(m, False, True)) for m in ("none", "selective", "full")]
+    acts = [
+        estimate(shape, cfg, Hardware("cuda", 8), Setting(m, False, True))
+        for m in ("none", "selective", "full")
+    ]
     assert acts[0].peak > acts[1].peak > acts[2].peak
     assert acts[0].tokens_per_s > acts[1].tokens_per_s > acts[2].tokens_per_s
 
@@ -73,7 +77,17 @@ def test_recommendation_is_the_fastest_that_fits() -> None:
 
 def test_plan_cli_prints_breakdown_and_recommendation(capsys: pytest.CaptureFixture[str]) -> None:
     args = _parse(
-        ["--plan", "--preset", "s1", "--model", str(CONFIGS / "qwen2.5-32b.json"), "--gpus", "16", "--gpu-memory", "80"]
+        [
+            "--plan",
+            "--preset",
+            "s1",
+            "--model",
+            str(CONFIGS / "qwen2.5-32b.json"),
+            "--gpus",
+            "16",
+            "--gpu-memory",
+            "80",
+        ]
     )
     assert run(args) == 0
     out = capsys.readouterr().out
@@ -125,12 +139,16 @@ def test_run_that_does_not_fit_refuses_before_loading(
     assert not (tiny["root"] / "refused").exists()  # refused before the trainer created anything
 
 
-def test_auto_fit_applies_the_recommendation(tiny: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_fit_applies_the_recommendation(
+    tiny: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _run_args(tiny, "autofit")
     cfg = config_from_args(args)
     shape = model_shape(load_model_config(cfg.model))
     hw = Hardware("cpu", 1)
-    peaks = {m: estimate(shape, cfg, hw, Setting(m, False, False)).peak for m in ("none", "selective", "full")}
+    peaks = {
+        m: estimate(shape, cfg, hw, Setting(m, False, False)).peak for m in ("none", "selective", "full")
+    }
     # room for full checkpointing only (budget = memory x 0.9 on CPU)
     gib = (peaks["full"] + peaks["selective"]) / 2 / 0.9 / GIB
     assert run(_run_args(tiny, "nofit", "--gpu-memory", f"{gib:.9f}")) == 2
@@ -154,3 +172,19 @@ def test_presets_and_their_sources() -> None:
         assert " ".join(PRESET_SOURCES[name].split()) in text
     for flag in ("--plan", "--auto-fit", "--gpus", "--gpu-memory", "--plan-margin"):
         assert flag in text
+
+
+def test_context_parallel_splits_the_block_in_the_plan() -> None:
+    shape = model_shape(load_model_config(str(CONFIGS / "qwen2.5-32b.json")))
+    cfg = preset("s1").replace(model="m", data="d")
+    hw = Hardware("cuda", 16, 80 * GIB)
+    one, two = (estimate(shape, cfg, hw, Setting("full", False, True, cp)) for cp in (1, 2))
+    # the layer inputs kept by full checkpointing halve; the gathered keys/values and mask are added
+    assert two.rows["activations"] < one.rows["activations"] * 0.75
+    assert two.rows["parameter shards"] == one.rows["parameter shards"]
+    assert two.tokens_per_s < one.tokens_per_s
+    plan = make_plan(shape, cfg, hw, distributed=True)
+    assert {e.setting.context_parallel for e in plan.candidates} == {1, 2, 4, 8}
+    rec = plan.recommended
+    assert rec is not None and rec.setting.context_parallel > 1  # the committed s1 table's choice
+    assert apply_setting(cfg, rec.setting).context_parallel == rec.setting.context_parallel

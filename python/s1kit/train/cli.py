@@ -55,9 +55,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from s1kit.train.config import PRESETS, TrainConfig
-
-    from s1kit.train.config import PRESET_SOURCES
+    from s1kit.train.config import PRESET_SOURCES, PRESETS, TrainConfig
 
     sources = "; ".join(f"{k}: {v}" for k, v in PRESET_SOURCES.items())
     parser.add_argument(

@@ -83,7 +83,11 @@ class ContextAttention:
     group: Any
 
     def attention(
-        self, query_BHSD: torch.Tensor, key_BHSD: torch.Tensor, value_BHSD: torch.Tensor, scaling: float | None
+        self,
+        query_BHSD: torch.Tensor,
+        key_BHSD: torch.Tensor,
+        value_BHSD: torch.Tensor,
+        scaling: float | None,
     ) -> torch.Tensor:
         """Output ``(B, S, H, D)`` of the local queries against the gathered keys and values."""
         H, S = query_BHSD.shape[1], query_BHSD.shape[2]
@@ -104,7 +108,9 @@ class ContextAttention:
             v = value_BHTD[:, :, a:qb]
             n_q, n_k = qb - qa, qb - a
             if n_q == n_k:  # the document starts in this slice: plain causal, as in one process
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=n_q > 1, scale=scaling, enable_gqa=gqa)
+                out = F.scaled_dot_product_attention(
+                    q, k, v, is_causal=n_q > 1, scale=scaling, enable_gqa=gqa
+                )
             else:  # bottom-right causal: local query i sees the document's keys up to n_k - n_q + i
                 mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q)
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
@@ -164,5 +170,12 @@ def shard_block(mb: MicroBatch, rank: int, size: int, group: Any) -> ContextShar
     n = (T + pad) // size
     s = rank * n
     return ContextShard(
-        ids[:, s : s + n], tgt[:, s : s + n], pos[:, s : s + n], sid[:, s : s + n], cu, s, group, mb.num_tokens
+        ids[:, s : s + n],
+        tgt[:, s : s + n],
+        pos[:, s : s + n],
+        sid[:, s : s + n],
+        cu,
+        s,
+        group,
+        mb.num_tokens,
     )

@@ -61,12 +61,18 @@ ASSUMED_MFU = 0.40
 """MFU assumed for the fastest setting when estimating tokens/s (bench/train_mfu.py has no GPU figure)."""
 PEAK_FLOPS = 989e12
 """Dense bf16 peak of an H100/H200 SXM, for the tokens/s estimate."""
+CONTEXT_PARALLEL_COST = 0.05
+"""Step-time cost per doubling of ``--context-parallel``: the key/value gathers per layer (forward,
+recomputation) and their gradient all-reduce, and causal attention's imbalance over the slices
+(estimate)."""
+
 COST_NOTE = (
     "tokens/s are estimates: bench/train_mfu.py has no measured GPU figure committed yet, so the fastest "
     f"setting is assumed to run at {ASSUMED_MFU:.0%} MFU of a {PEAK_FLOPS / 1e12:.0f} TFLOP/s card; "
     f"selective checkpointing costs +{SELECTIVE_COST:.0%} step time, full +{FULL_COST:.0%} (one more "
-    f"forward), CPU offload adds {OFFLOAD_BW_BYTES_S / 1e9:.0f} GB/s transfers of the fp32 shards and "
-    f"gradients plus a host AdamW step at {HOST_ADAM_BYTES_S / 1e9:.0f} GB/s"
+    f"forward), context parallelism +{CONTEXT_PARALLEL_COST:.0%} per doubling, CPU offload adds "
+    f"{OFFLOAD_BW_BYTES_S / 1e9:.0f} GB/s transfers of the fp32 shards (twice) and gradients per block plus a "
+    f"host AdamW step at {HOST_ADAM_BYTES_S / 1e9:.0f} GB/s per optimizer step"
 )
 
 
@@ -164,11 +170,6 @@ class Hardware:
         return int((self.memory - self.reserved) * (1.0 - self.margin))
 
 
-CONTEXT_PARALLEL_COST = 0.05
-"""Step-time cost per doubling of ``--context-parallel``: the key/value gathers per layer (forward,
-recomputation) and their gradient all-reduce, and causal attention's imbalance over the slices
-(estimate)."""
-
 CUDA_RESERVED = int(1.5 * GIB)
 """CUDA context + NCCL buffers + allocator slack taken off each card before tensors (estimate)."""
 
@@ -257,10 +258,9 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
 
     # --- sharded state (on the host with offload)
     shard_params, shard_grads, opt_state = 4 * P // N, 4 * P // N, 8 * P // N
-    if cuda:  # multi-tensor AdamW: one fp32 temporary the size of the state it updates
-        opt_temp = 4 * P // N
-    else:  # per-tensor AdamW: sqrt and division of the largest tensor
-        opt_temp = 2 * 4 * math.ceil(shape.largest_param / N)
+    # multi-tensor AdamW (CUDA): one fp32 temporary the size of the state it updates; per-tensor (CPU):
+    # sqrt and division of the largest tensor
+    opt_temp = 4 * P // N if cuda else 2 * 4 * math.ceil(shape.largest_param / N)
     host = 0
     if offload:
         host = shard_params + shard_grads + opt_state + opt_temp
@@ -300,7 +300,9 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     logits = (c + (4 if c != 4 else 0)) * C * V + (c + (4 if c != 4 else 0)) * V * H
     grad_w = 4 * V * H
 
-    micro_steps_with_grads = cfg.global_batch_size > N  # accumulation: grads of earlier micro-steps
+    # blocks each rank runs per optimizer step (at most one sample per block: the worst case)
+    micro_steps = math.ceil(cfg.global_batch_size / max(1, N // cp))
+    micro_steps_with_grads = micro_steps > 1  # accumulation: grads of earlier micro-steps
     grads_in_bwd = shard_grads if micro_steps_with_grads else 0
 
     fwd_end = {
@@ -342,8 +344,9 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     base_step = _base_step_seconds(shape, cfg) / cp
     step_s = base_step * cost
     if offload:
-        moved = 4 * P // N * 2  # fp32 shards up (cast on the device), fp32 gradients down
-        step_s += moved / OFFLOAD_BW_BYTES_S + 28 * P / N / HOST_ADAM_BYTES_S
+        # per block: fp32 shards up for forward and backward, fp32 gradients down; per optimizer step
+        # (shared by the rank's blocks): the host AdamW step
+        step_s += 3 * 4 * P / N / OFFLOAD_BW_BYTES_S + 28 * P / N / HOST_ADAM_BYTES_S / micro_steps
     return MemoryEstimate(
         setting=setting,
         rows=phases[phase],
@@ -400,7 +403,10 @@ def make_plan(shape: ModelShape, cfg: TrainConfig, hw: Hardware, distributed: bo
     it acts: the FSDP2 path), ordered by estimated tokens/s. With one rank both launches are candidates:
     the plain process and ``torchrun --nproc-per-node 1`` (FSDP2 on one rank, which allows offload)."""
     requested = estimate(
-        shape, cfg, hw, Setting(cfg.activation_checkpointing, cfg.cpu_offload, distributed, cfg.context_parallel)
+        shape,
+        cfg,
+        hw,
+        Setting(cfg.activation_checkpointing, cfg.cpu_offload, distributed, cfg.context_parallel),
     )
     launches = [distributed] if hw.ranks > 1 else [False, True]
     cps = [n for n in (1, 2, 4, 8) if hw.ranks % n == 0 and (n == 1 or cfg.packing)]
