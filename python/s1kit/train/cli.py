@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auto-fit",
         action="store_true",
-        help="apply the plan's recommendation (the fastest activation checkpointing / CPU offload setting "
-        "that fits) instead of refusing to start when the requested setting does not fit",
+        help="apply the plan's recommendation (the fastest activation checkpointing / CPU offload / context "
+        "parallel setting that fits) instead of refusing to start when the requested setting does not fit",
     )
     parser.add_argument(
         "--gpus",

@@ -193,7 +193,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 PRESET_SOURCES: dict[str, str] = {
-    "s1": "s1 paper (Muennighoff et al. 2025) and simplescaling/s1 train/sft.sh: Qwen2.5-32B-Instruct, "
+    "s1": "s1 paper (Muennighoff et al. 2025) and simplescaling/s1 train/sft_multinode.sh: Qwen2.5-32B-Instruct, "
     "s1K, 5 epochs, lr 1e-5, block 32768, FSDP full shard",
     "s1.1": "simplescaling/s1 s1.1 scripts: s1's hyperparameters on simplescaling/s1K-1.1 (DeepSeek-R1 traces), "
     "block 20000",
