@@ -5,7 +5,8 @@ What is measured: the torch CPU allocator's live bytes, through the profiler's m
 when the trainer builds its optimizer, i.e. after the model is loaded, sharded and on its device, and
 stops before the final checkpoint is written; the bytes already live at that moment (the model's
 parameters and buffers, counted from the tensors themselves) are added to the profile's running total.
-This is the CPU counterpart of ``torch.cuda.max_memory_allocated``: tensor bytes, not process RSS
+On CUDA the same window is measured with ``torch.cuda.max_memory_allocated`` (reset when the optimizer
+is built). On CPU this is its counterpart: tensor bytes, not process RSS
 (which also holds the interpreter, libraries, the tokenizer and allocator slack). Communication buffers
 that gloo allocates outside torch's allocator are not seen.
 
@@ -89,6 +90,13 @@ def _measured_train(cfg: Any, out_json: str) -> None:
     real_save = trainer.save_checkpoint
 
     def build_optimizer(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        device = next(model.parameters()).device
+        if device.type == "cuda":  # the caching allocator's own peak, from here on
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            state["cuda"] = device
+            state["baseline"] = 0
+            return real_build_optimizer(model, *args, **kwargs)
         state["baseline"] = _live_bytes(model)
         prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         prof.__enter__()
@@ -96,6 +104,10 @@ def _measured_train(cfg: Any, out_json: str) -> None:
         return real_build_optimizer(model, *args, **kwargs)
 
     def save_checkpoint(*args: Any, **kwargs: Any) -> Any:
+        cuda = state.pop("cuda", None)
+        if cuda is not None:
+            torch.cuda.synchronize(cuda)
+            state["peak"] = torch.cuda.max_memory_allocated(cuda)
         prof = state.pop("prof", None)
         if prof is not None:
             prof.__exit__(None, None, None)
@@ -144,16 +156,16 @@ def _single_worker(index: int, cfg: Any, out: str) -> None:
     _measured_train(cfg, str(Path(out, "peak_0.json")))
 
 
-def measure_peak(cfg: Any, world: int, out: Path) -> list[int]:
+def measure_peak(cfg: Any, world: int, out: Path, start_method: str = "fork") -> list[int]:
     """Peak tensor bytes per rank of a real run (``world`` 1: the one-process path, in a fresh process;
-    more: FSDP2 over gloo)."""
+    more: FSDP2 over gloo). Use ``spawn`` on CUDA: a fork after CUDA was initialised cannot use it."""
     import torch.multiprocessing as tmp
 
     out.mkdir(parents=True, exist_ok=True)
     if world == 1:
-        tmp.start_processes(_single_worker, args=(cfg, str(out)), nprocs=1, start_method="fork")
+        tmp.start_processes(_single_worker, args=(cfg, str(out)), nprocs=1, start_method=start_method)
     else:
         tmp.start_processes(
-            _rank_worker, args=(cfg, world, _free_port(), str(out)), nprocs=world, start_method="fork"
+            _rank_worker, args=(cfg, world, _free_port(), str(out)), nprocs=world, start_method=start_method
         )
     return [int(json.loads((out / f"peak_{r}.json").read_text())["peak"]) for r in range(world)]
