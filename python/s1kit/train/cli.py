@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plan-margin",
         type=float,
         default=0.10,
-        help="fraction of each GPU's memory (after 1.5 GiB reserved for the CUDA context and NCCL) kept "
-        "free by the plan (default 0.10)",
+        help="fraction of each GPU's memory (after 1.5 GiB reserved for the CUDA context and NCCL on CUDA; "
+        "nothing on CPU) kept free by the plan (default 0.10)",
     )
     hints = typing.get_type_hints(TrainConfig)
     docs = field_docs(TrainConfig)

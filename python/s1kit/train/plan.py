@@ -23,6 +23,10 @@ packing, ``micro_batch_size x block_size`` without). ``none`` keeps every tensor
 layer input and recomputes one layer at a time in backward. The chunked loss holds ``C x V`` fp32
 logits at a time plus the ``V x H`` fp32 output-weight gradient it computes in the forward pass.
 
+With ``--context-parallel C`` (:mod:`s1kit.train.context`) every per-token term is for ``T / C``
+tokens, plus the block's gathered keys and values (kept per layer without checkpointing, one layer's
+otherwise) and the boolean mask of a document crossing the slice boundary.
+
 The peak is the largest of three moments: the end of the forward pass (inside the loss), the start of
 the backward pass (every activation alive, the first layer's gradients in flight), and the optimizer
 step. ``device`` decides the rest: on CUDA the optimizer runs multi-tensor (one extra fp32 state-sized
