@@ -3,8 +3,9 @@
 Files, one idea each: ``config`` (hyperparameters, the ``s1`` preset, validation), ``data`` (rows ->
 chat-template tokens with assistant-only targets), ``packing`` (blocks, rank balance, varlen attention),
 ``loss`` (chunked cross-entropy), ``model`` (LM + loss module), ``fsdp`` (FSDP2 and activation
-checkpointing), ``checkpoint`` (atomic DCP checkpoints), ``export`` (HF format), ``trainer`` (the loop),
-``cli`` (``s1kit train``).
+checkpointing), ``context`` (context parallelism: a packed block split over ranks), ``plan`` (per-GPU
+memory plan and the settings that fit), ``checkpoint`` (atomic DCP checkpoints), ``export`` (HF format),
+``trainer`` (the loop), ``cli`` (``s1kit train``, ``--plan``, ``--auto-fit``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Training configuration: one dataclass, the ``s1`` preset, and validation that fails at start.
+"""Training configuration: one dataclass, the ``s1``, ``s1.1`` and ``limo`` presets, and validation that fails
+at start.
 
 Every field is a hyperparameter that the CLI exposes as ``--field-name``; a preset only changes defaults.
 Validation that needs the world size or the data (divisibility, prompt lengths) lives in
@@ -93,6 +94,9 @@ class TrainConfig:
     attention: Attention = "auto"
     """``auto``/``varlen``: s1kit's varlen attention over packed samples (cu_seqlens); ``sdpa``/``eager``:
     transformers' own, with a block-diagonal mask from the restarting position ids."""
+    context_parallel: int = 1
+    """Split each packed block over this many consecutive ranks (sequence parallelism on top of FSDP2,
+    under torchrun; must divide the ranks; needs packing and auto/varlen attention). 1: off."""
     device: str = "auto"
     """``cuda``, ``cpu`` or ``auto`` (CUDA when available; gloo on CPU, NCCL on CUDA)."""
     # --- output
@@ -141,11 +145,65 @@ PRESETS: dict[str, dict[str, Any]] = {
         "answer_field": "attempt",
         "grad_clip": 1.0,
     },
+    # s1.1: s1's hyperparameters on s1K-1.1 (DeepSeek-R1 traces; the s1 repository's s1.1 scripts, e.g.
+    # train/ds_s1-1_7b.sh: lr 1e-5, 5 epochs, warmup 0.05, wd 1e-4, betas (0.9, 0.95)), block 20000.
+    "s1.1": {
+        "epochs": 5,
+        "lr": 1e-5,
+        "min_lr_ratio": 0.0,
+        "warmup_ratio": 0.05,
+        "weight_decay": 1e-4,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.95,
+        "global_batch_size": 16,
+        "micro_batch_size": 1,
+        "block_size": 20000,
+        "dtype": "bf16",
+        "think_style": "s1",
+        "data": "simplescaling/s1K-1.1",
+        "question_field": "question",
+        "thinking_field": "deepseek_thinking_trajectory",
+        "answer_field": "deepseek_attempt",
+        "grad_clip": 1.0,
+    },
+    # LIMO (Ye et al. 2025), GAIR-NLP/LIMO train/examples/train_limo.yaml (LLaMA-Factory): 817 samples of
+    # GAIR/LIMO, full fine-tuning with DeepSpeed ZeRO-3 (= FSDP full sharding, what s1kit always does),
+    # lr 5e-6, cosine, warmup 0, 15 epochs, cutoff_len 16384, bf16, per-device batch 1 without
+    # accumulation; weight decay 0, betas (0.9, 0.999) and clipping 1.0 are the HF Trainer defaults the
+    # yaml leaves in place. The global batch is the GPU count there; 16 here (set --global-batch-size).
+    "limo": {
+        "epochs": 15,
+        "lr": 5e-6,
+        "min_lr_ratio": 0.0,
+        "warmup_ratio": 0.0,
+        "weight_decay": 0.0,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "global_batch_size": 16,
+        "micro_batch_size": 1,
+        "block_size": 16384,
+        "dtype": "bf16",
+        "think_style": "think_tags",
+        "data": "GAIR/LIMO",
+        "question_field": "question",
+        "thinking_field": "solution",
+        "answer_field": "answer",
+        "grad_clip": 1.0,
+    },
+}
+
+PRESET_SOURCES: dict[str, str] = {
+    "s1": "s1 paper (Muennighoff et al. 2025) and simplescaling/s1 train/sft_multinode.sh: Qwen2.5-32B-Instruct, "
+    "s1K, 5 epochs, lr 1e-5, block 32768, FSDP full shard",
+    "s1.1": "simplescaling/s1 s1.1 scripts: s1's hyperparameters on simplescaling/s1K-1.1 (DeepSeek-R1 traces), "
+    "block 20000",
+    "limo": "GAIR-NLP/LIMO train/examples/train_limo.yaml: GAIR/LIMO (817 samples), lr 5e-6, 15 epochs, "
+    "cutoff 16384, warmup 0, DeepSpeed ZeRO-3 (full sharding)",
 }
 
 
 def preset(name: str) -> TrainConfig:
-    """The defaults of preset ``name`` (``s1``)."""
+    """The defaults of preset ``name`` (``s1``, ``s1.1``, ``limo``; sources in :data:`PRESET_SOURCES`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return TrainConfig(**PRESETS[name])
@@ -175,6 +233,19 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
         problems.append(f"save_every={cfg.save_every} must be >= 0")
     if cfg.keep_checkpoints < 1:
         problems.append(f"keep_checkpoints={cfg.keep_checkpoints} must be >= 1")
+    if cfg.context_parallel < 1:
+        problems.append(f"context_parallel={cfg.context_parallel} must be >= 1")
+    elif cfg.context_parallel > 1:
+        if world_size % cfg.context_parallel != 0:
+            problems.append(
+                f"context_parallel={cfg.context_parallel} does not divide the number of ranks ({world_size}); "
+                "launch a multiple of it with torchrun"
+            )
+        if not cfg.packing:
+            problems.append("context_parallel > 1 needs --packing (it splits packed blocks)")
+        if cfg.attention not in ("auto", "varlen"):
+            problems.append(f"context_parallel > 1 needs --attention auto or varlen, not {cfg.attention}")
+        world_size = max(1, world_size // cfg.context_parallel)  # data-parallel ranks below
     if not cfg.packing:
         per_step = cfg.micro_batch_size * world_size
         if cfg.global_batch_size % per_step != 0:

@@ -249,6 +249,9 @@ def varlen_attention_forward(
     """A transformers attention function: packed rows (batch 1 with ``cu_seq_lens_q``) attend within each
     sample; anything else (right-padded rows) runs plain causal SDPA. Returns ``(B, S, H, D)``."""
     global _VARLEN_KW
+    context = kwargs.get("s1kit_context")
+    if context is not None:  # a slice of a block under context parallelism (s1kit.train.context)
+        return context.attention(query_BHSD, key_BHSD, value_BHSD, scaling), None
     cu = kwargs.get("cu_seq_lens_q")
     B, H, S, _ = query_BHSD.shape
     Hkv = key_BHSD.shape[1]

@@ -40,6 +40,7 @@ from s1kit.train.checkpoint import (
     save_checkpoint,
 )
 from s1kit.train.config import TrainConfig, validate_config
+from s1kit.train.context import context_groups, shard_block
 from s1kit.train.data import DataStats, Example, build_examples, load_rows
 from s1kit.train.export import export_hf
 from s1kit.train.fsdp import apply_activation_checkpointing, apply_fsdp
@@ -269,7 +270,9 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     rows = load_rows(cfg.data, cfg.data_split)
     examples, stats = build_examples(tokenizer, rows, cfg)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    schedule = DataSchedule(examples, cfg, world, pad_id)
+    cp = cfg.context_parallel  # ranks sharing each block (s1kit.train.context); data parallel over the rest
+    schedule = DataSchedule(examples, cfg, world // cp, pad_id)
+    cp_group = context_groups(world, cp) if cp > 1 else None
 
     attn = resolve_attention(cfg.attention)
     compute_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
@@ -315,10 +318,10 @@ def train(cfg: TrainConfig, hooks: Hooks | None = None) -> TrainResult:
     try:
         for step in range(start_step, schedule.total_steps):
             t0 = time.perf_counter()
-            plan = schedule.plan(step, rank)
+            plan = schedule.plan(step, rank // cp)
             loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-            for mb in plan.micro_batches:
-                mb = mb.to(device)
+            for block in plan.micro_batches:
+                mb = (block if cp_group is None else shard_block(block, rank % cp, cp, cp_group)).to(device)
                 w = token_weights(
                     mb.targets_BS,
                     mb.sample_ids_BS,
