@@ -22,7 +22,7 @@ import torch
 
 from s1kit.budget import Phase
 from s1kit.budget.adapters.params import KEY, spec_from_params, spec_to_json, spec_to_params
-from s1kit.budget.adapters.vllm_batch import PLACEHOLDER, PersistentBatchBudget, check_request
+from s1kit.budget.adapters.vllm_batch import PersistentBatchBudget, check_request
 from tests.unit.serving_sim import (
     EOS,
     V,
@@ -36,6 +36,7 @@ from tests.unit.serving_sim import (
 )
 
 MAX_SEQS = 6
+PLACEHOLDER = -1  # what vLLM appends for a token still on the device (async scheduling)
 
 
 class Proc(PersistentBatchBudget):
@@ -74,6 +75,7 @@ class StandInBatch:
     changed: bool = False
     pending: dict[int, int] = field(default_factory=dict)  # request -> token behind its placeholder
     placeholders_seen: bool = False
+    lists: dict[int, list[int]] = field(default_factory=dict)  # request -> its output list
 
     def add(self, r: int, params: Any, prompt_ids: list[int], out: list[int]) -> None:
         index = min(self.removed) if self.removed else len(self.slots)
@@ -83,6 +85,7 @@ class StandInBatch:
         else:
             self.slots[index] = r
         self.added.append((index, params, prompt_ids, out))
+        self.lists[r] = out
         self.changed = True
 
     def remove(self, r: int) -> None:
@@ -122,12 +125,23 @@ class StandInBatch:
     def requests(self) -> list[int | None]:
         return list(self.slots)
 
-    def resolve(self, outputs: dict[int, list[int]] | None = None) -> None:
+    def sampled(self, tokens_by_index: list[int]) -> None:
+        """The step's tokens, still "on the device" (async scheduling)."""
+        self.pending = {r: tokens_by_index[i] for i, r in enumerate(self.slots) if r is not None}
+
+    def settled(self, r: int, out: list[int]) -> list[int]:
+        """Request ``r``'s output as the scheduler knows it (its placeholder resolved)."""
+        if out and out[-1] == PLACEHOLDER and r in self.pending:
+            return [*out[:-1], self.pending[r]]
+        return out
+
+    def resolve(self) -> None:
         """vLLM's ``update_async_output_token_ids``: placeholders become the sampled tokens."""
         for r, token in self.pending.items():
-            assert outputs is not None and outputs[r][-1] == PLACEHOLDER
-            outputs[r][-1] = token
-            self.placeholders_seen = True
+            out = self.lists[r]
+            if out and out[-1] == PLACEHOLDER:
+                out[-1] = token
+                self.placeholders_seen = True
         self.pending.clear()
 
 
@@ -143,9 +157,9 @@ def serve(
 ) -> tuple[dict[int, list[int]], dict[int, Any]]:
     """Run requests through a persistent batch with arrivals, finishes, condensing and swaps.
 
-    ``async_scheduling``: as vLLM's asynchronous scheduling does, a sampled token reaches the output
-    list as a placeholder (-1) and is filled in only after the next ``update_state``, just before
-    ``apply`` (``batch.resolve``).
+    ``async_scheduling``: as in vLLM's asynchronous scheduling, a sampled token reaches the output
+    list as a placeholder (-1); the batch changes of the next step (and its ``update_state``) see the
+    placeholder, and ``batch.resolve()`` fills in the token just before ``apply``.
     """
     rng = random.Random(seed)
     outputs: dict[int, list[int]] = {}
@@ -157,7 +171,8 @@ def serve(
         # read first), new ones fill the holes or append, condensing moves the last rows into the
         # remaining holes, and reordering swaps rows.
         for index, r in enumerate(batch.requests()):
-            if r is not None and finished(outputs[r]):
+            if r is not None and finished(batch.settled(r, outputs[r])):
+                outputs[r][:] = batch.settled(r, outputs[r])  # the scheduler's view of the request
                 states[r] = proc.row_state(index)
                 batch.remove(r)
         # Arrivals (the batch holds at most MAX_SEQS; holes from removals are reused first).
@@ -174,21 +189,18 @@ def serve(
         rows = batch.requests()
         if not any(r is not None for r in rows):
             continue
+        batch.resolve()  # placeholders become tokens just before the sampler runs
         logits = torch.stack(
             [model_logits(r, len(outputs[r])) if r is not None else torch.zeros(V) for r in rows]
         )
         logits = proc.apply(logits)
+        sampled = [-1] * len(rows)
         for index, r in enumerate(rows):
             if r is not None:
-                token = draw(logits[index], r, len(outputs[r]))
-                if async_scheduling:
-                    outputs[r].append(PLACEHOLDER)
-                    batch.pending[r] = token
-                else:
-                    outputs[r].append(token)
+                sampled[index] = draw(logits[index], r, len(outputs[r]))
+                outputs[r].append(PLACEHOLDER if async_scheduling else sampled[index])
         if async_scheduling:
-            batch.refresh()  # the next step's update_state sees the placeholders
-            batch.resolve(outputs)
+            batch.sampled(sampled)
     return outputs, states
 
 
