@@ -99,6 +99,7 @@ def reference(spec: BudgetSpec, prompt: list[int], end: int, max_new: int) -> li
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
     vllm = vllm_engine_here()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")  # vLLM 0.33 on CUDA defaults to V2
     from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
 
     path = tmp_path_factory.mktemp("tiny_qwen2")

@@ -33,9 +33,9 @@ parallel rank, each with its own identical state).
   replayed, never left with stale state.
 - **Watermarking** (``--enable-watermark``) replaces SGLang's sampler after the processors; the
   processor refuses to run under it (``RuntimeError``) rather than have its forced tokens resampled.
-- Order: SGLang applies custom processors first, before penalties, bias, min_new_tokens, grammar
-  masks, temperature and top-k/p; a grammar or a ban that runs later can still remove a forced
-  token, so send budget-forced requests without a grammar.
+- Order (SGLang 0.5.23): penalties, logit bias, min_new_tokens and the grammar mask (model runner),
+  then custom processors (sampler), then temperature and top-k/p: budget forcing runs last, and a
+  forced token wins over a grammar's mask, so send budget-forced requests without a grammar.
 
 Shapes: ``B`` rows in the call, ``V`` vocabulary.
 """
