@@ -38,7 +38,9 @@ def run_case(args: argparse.Namespace, case: str, prompts: list[str]) -> dict[st
     from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    kwargs: dict[str, Any] = dict(model=args.model, seed=0, max_model_len=args.max_len, gpu_memory_utilization=0.85)
+    kwargs: dict[str, Any] = dict(
+        model=args.model, seed=0, max_model_len=args.max_len, gpu_memory_utilization=0.85
+    )
     if case.startswith("s1kit"):
         kwargs["logits_processors"] = [BudgetForcingLogitsProcessor]
     if case == "builtin-cap":
@@ -57,7 +59,10 @@ def run_case(args: argparse.Namespace, case: str, prompts: list[str]) -> dict[st
         )
         params["extra_args"] = {KEY: spec_to_params(spec)}
     sp = SamplingParams(**params)
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
     llm.generate(texts[:2], sp)  # warm-up
     t0 = time.perf_counter()
     outs = llm.generate(texts, sp)
@@ -68,7 +73,13 @@ def run_case(args: argparse.Namespace, case: str, prompts: list[str]) -> dict[st
     del llm
     gc.collect()
     torch.cuda.empty_cache()
-    return dict(case=case, tok_s=n_tokens / dt, mean_tokens=n_tokens / len(outs), two_waits=waits, answer_prefix=answers)
+    return dict(
+        case=case,
+        tok_s=n_tokens / dt,
+        mean_tokens=n_tokens / len(outs),
+        two_waits=waits,
+        answer_prefix=answers,
+    )
 
 
 def main() -> None:

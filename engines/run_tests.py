@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from venvs import ROOT, lines  # noqa: E402
+from venvs import ROOT, lines
 
 VERSION = (
     "import importlib.metadata as m, sys; d = sys.argv[1]; "
@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
         dist = re.split(r"[=<>]", package)[0]
         version = subprocess.run([str(py), "-c", VERSION, dist], capture_output=True, text=True)
         engine = "sglang" if dist.startswith("sglang") else "vllm"
-        tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "engines").glob(f"test_{engine}_*.py"))
+        tests = sorted(
+            str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "engines").glob(f"test_{engine}_*.py")
+        )
         print(f"=== {name}: {version.stdout.strip() or version.stderr.strip()}", flush=True)
         run = subprocess.run(
             [str(py), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests],
@@ -49,7 +51,12 @@ def main(argv: list[str]) -> int:
         )
         out = run.stdout + run.stderr
         print(out[-6000:], flush=True)
-        counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", out.splitlines()[-1] if out else "")}
+        counts = {
+            k: int(n)
+            for n, k in re.findall(
+                r"(\d+) (passed|failed|skipped|error)", out.splitlines()[-1] if out else ""
+            )
+        }
         ran = counts.get("passed", 0) + counts.get("failed", 0)
         summary.append(
             f"{name}: {version.stdout.strip()}: {ran} ran ({counts.get('passed', 0)} passed, "

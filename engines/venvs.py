@@ -72,13 +72,13 @@ def build(name: str, package: str, torch: str, venv: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(pip[:-2] + ["download", "-q", "--no-deps", "-d", tmp, package], check=True)
+        subprocess.run([*pip[:-2], "download", "-q", "--no-deps", "-d", tmp, package], check=True)
         wheel = next(Path(tmp).glob("*.whl"))
         reqs = Path(tmp) / "requirements.txt"
         reqs.write_text("\n".join(requirements(wheel)) + "\n")
-        subprocess.run(pip + [torch, "-r", str(reqs)], check=True)
-        subprocess.run(pip + ["--no-deps", str(wheel)], check=True)
-    subprocess.run(pip + ["pytest", "hypothesis"], check=True)
+        subprocess.run([*pip, torch, "-r", str(reqs)], check=True)
+        subprocess.run([*pip, "--no-deps", str(wheel)], check=True)
+    subprocess.run([*pip, "pytest", "hypothesis"], check=True)
     site = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,

@@ -39,8 +39,10 @@ def test_import_is_refused_outside_the_supported_range() -> None:
     if SUPPORTED:
         from s1kit.budget.adapters import vllm as adapter
 
-        assert issubclass(adapter.BudgetForcingLogitsProcessor, vllm.v1.sample.logits_processor.LogitsProcessor)
-        assert adapter.VLLM_VERSION == vllm.__version__
+        assert issubclass(
+            adapter.BudgetForcingLogitsProcessor, vllm.v1.sample.logits_processor.LogitsProcessor
+        )
+        assert vllm.__version__ == adapter.VLLM_VERSION
     else:
         with pytest.raises(ImportError, match=rf"vLLM {vllm.__version__} is not supported.*>=0\.32,<0\.34"):
             import s1kit.budget.adapters.vllm  # noqa: F401

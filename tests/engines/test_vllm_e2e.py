@@ -152,7 +152,9 @@ def test_n_greater_than_one_forces_every_sample(engine: Any) -> None:
     end = tok.convert_tokens_to_ids("<|im_start|>")
     spec = BudgetSpec.from_tokenizer(tok, num_extensions=2, max_answer_tokens=2)
     prompt = s1_prompt(tok, "x")
-    p = vllm.SamplingParams(n=3, temperature=1.0, seed=1, max_tokens=40, extra_args={KEY: spec_to_params(spec)})
+    p = vllm.SamplingParams(
+        n=3, temperature=1.0, seed=1, max_tokens=40, extra_args={KEY: spec_to_params(spec)}
+    )
     (result,) = llm.generate([{"prompt_token_ids": prompt}], p)
     want = reference(spec, prompt, end, 40)
     assert len(result.outputs) == 3
@@ -164,7 +166,9 @@ def test_stop_strings_end_the_request_before_the_budget(engine: Any) -> None:
     """vLLM's stop strings are checked on the detokenized text after sampling: they win."""
     vllm, llm, tok = engine
     spec = BudgetSpec.from_tokenizer(tok, num_extensions=2, max_answer_tokens=2)
-    p = vllm.SamplingParams(temperature=0.0, max_tokens=40, stop=["Wait"], extra_args={KEY: spec_to_params(spec)})
+    p = vllm.SamplingParams(
+        temperature=0.0, max_tokens=40, stop=["Wait"], extra_args={KEY: spec_to_params(spec)}
+    )
     (result,) = llm.generate([{"prompt_token_ids": s1_prompt(tok, "x")}], p)
     assert result.outputs[0].text == "" and result.outputs[0].finish_reason == "stop"
 

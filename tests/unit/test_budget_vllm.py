@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -219,7 +218,9 @@ def check_against_core(kinds: list[int], outputs: dict[int, list[int]], states: 
 
 @pytest.mark.parametrize("async_scheduling", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_contract_batch_updates_keep_each_request_on_the_core_sequence(seed: int, async_scheduling: bool) -> None:
+def test_contract_batch_updates_keep_each_request_on_the_core_sequence(
+    seed: int, async_scheduling: bool
+) -> None:
     kinds = request_kinds(14, seed)
     proc = new_proc()
     batch = StandInBatch(proc)
