@@ -12,6 +12,7 @@ the script goes on (exit status 1 at the end).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -97,7 +98,9 @@ def main(argv: list[str]) -> int:
         if argv and name not in argv:
             continue
         try:
-            build(name, package, torch, root / name)
+            with open(root / f"{name}.lock", "w") as lock:  # one builder per venv at a time
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                build(name, package, torch, root / name)
         except (subprocess.CalledProcessError, StopIteration, OSError) as e:
             print(f"{name} FAILED: {e}", flush=True)
             failed += 1

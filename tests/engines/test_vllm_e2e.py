@@ -54,7 +54,7 @@ def save_tiny_model(path: Path) -> Any:
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        max_position_embeddings=512,
+        max_position_embeddings=8192,  # the documented snippet asks for max_tokens=4096
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,
@@ -181,3 +181,30 @@ def test_refused_combinations_fail_the_request_on_admission(engine: Any) -> None
 
     with pytest.raises((ValueError, VLLMValidationError), match="thinking_token_budget"):
         llm.generate([{"prompt_token_ids": s1_prompt(tok, "x")}], p)
+
+
+def doc_snippet(marker: str) -> str:
+    """The ```python block of docs/embedding.md's vLLM section that contains ``marker``."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "embedding.md").read_text()
+    section = text[text.index("## vLLM\n") : text.index("## SGLang\n")]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_documented_offline_snippet_runs_as_written(engine: Any, tmp_path: Path) -> None:
+    vllm, _, tok = engine
+    save_tiny_model(tmp_path)
+    spec = BudgetSpec.from_tokenizer(tok, num_extensions=2, max_answer_tokens=2)
+    prompt = s1_prompt(tok, "x")
+    scope: dict[str, Any] = {
+        "MODEL": str(tmp_path),
+        "prompts": [{"prompt_token_ids": prompt}],
+        "spec": spec,
+        "KEY": KEY,
+        "spec_to_params": spec_to_params,
+    }
+    exec(doc_snippet("# offline"), scope)
+    (out,) = scope["outs"]
+    end = tok.convert_tokens_to_ids("<|im_start|>")
+    assert list(out.outputs[0].token_ids) == reference(spec, prompt, end, 4096)
