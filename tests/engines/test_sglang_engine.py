@@ -14,7 +14,16 @@ import pytest
 import torch
 
 from s1kit.budget.adapters.params import KEY, spec_to_params
-from tests.unit.serving_sim import V, direct_sequences, draw, finished, model_logits, prompt, request_kinds, specs
+from tests.unit.serving_sim import (
+    V,
+    direct_sequences,
+    draw,
+    finished,
+    model_logits,
+    prompt,
+    request_kinds,
+    specs,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # SGLang's own deprecation warnings
 

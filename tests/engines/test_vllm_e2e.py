@@ -193,7 +193,7 @@ def doc_snippet(marker: str) -> str:
 
 
 def test_documented_offline_snippet_runs_as_written(engine: Any, tmp_path: Path) -> None:
-    vllm, _, tok = engine
+    _vllm, _, tok = engine
     save_tiny_model(tmp_path)
     spec = BudgetSpec.from_tokenizer(tok, num_extensions=2, max_answer_tokens=2)
     prompt = s1_prompt(tok, "x")

@@ -64,7 +64,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         deadline = time.monotonic() + 600
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited ({proc.returncode}): {(path / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"vllm serve exited ({proc.returncode}): {(path / 'server.log').read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(base + "/health", timeout=5):
                     break
@@ -106,7 +108,7 @@ def test_served_request_with_vllm_xargs_is_forced(server: Any) -> None:
 
 
 def test_served_invalid_spec_is_a_400(server: Any) -> None:
-    base, tok, path = server
+    base, _tok, path = server
     body = {"model": str(path), "prompt": [1, 2], "max_tokens": 4, "vllm_xargs": {KEY: "{not json"}}
     with pytest.raises(urllib.error.HTTPError) as e:
         post(base + "/v1/completions", body)
