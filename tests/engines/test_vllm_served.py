@@ -121,8 +121,12 @@ def test_documented_client_snippet_runs_as_written(server: Any) -> None:
     from tests.engines.test_vllm_e2e import doc_snippet
 
     base, tok, path = server
-    # The chat template does not open thinking: the spec starts in thinking (no think_start).
-    spec = BudgetSpec.from_tokenizer(tok, think_start=[], num_extensions=2, max_answer_tokens=2)
+    # The tiny chat template has no thinking delimiter: thinking starts with the assistant turn. (The
+    # delimiter matcher runs over the prompt too, so a spec starting in thinking would see the
+    # prompt's own "<|im_start|>" end it before the first generated token.)
+    spec = BudgetSpec.from_tokenizer(
+        tok, think_start="<|im_start|>assistant", num_extensions=2, max_answer_tokens=2
+    )
     scope: dict[str, Any] = {
         "client": openai.OpenAI(base_url=base + "/v1", api_key="none"),
         "MODEL": str(path),
