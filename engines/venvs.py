@@ -28,7 +28,7 @@ VERSIONS = ROOT / "engines" / "versions.txt"
 GPU_ONLY = {
     "flashinfer-python", "flashinfer_python", "tilelang", "apache-tvm-ffi", "nvidia-cudnn-frontend",
     "nvtx", "fastsafetensors", "instanttensor", "nvidia-cutlass-dsl", "quack-kernels",
-    "tokenspeed-mla", "humming-kernels", "pynvvideocodec", "torchaudio", "torchvision", "torchcodec",
+    "tokenspeed-mla", "humming-kernels", "pynvvideocodec", "torchaudio", "torchcodec",
     "intel-openmp", "sgl-deep-ep", "sgl-deep-gemm", "sgl-flash-mla", "sglang-kernel",
     "flash-attn-4", "nvshmem4py-cu13", "nvidia-mathdx", "cuda-python", "torch-memory-saver",
     "torch_memory_saver", "deepseek-recipe", "tml-renderers", "decord2", "av", "py-spy", "kernels",
@@ -79,7 +79,9 @@ def build(name: str, package: str, torch: str, venv: Path) -> None:
         reqs.write_text("\n".join(requirements(wheel)) + "\n")
         subprocess.run([*pip, torch, "-r", str(reqs)], check=True)
         subprocess.run([*pip, "--no-deps", str(wheel)], check=True)
-    subprocess.run([*pip, "pytest", "hypothesis"], check=True)
+    # SGLang 0.5.23 imports dill (custom processors' wire format) without requiring it.
+    extra = ["dill"] if package.startswith("sglang") else []
+    subprocess.run([*pip, "pytest", "hypothesis", *extra], check=True)
     site = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
