@@ -27,6 +27,12 @@ pytestmark = pytest.mark.filterwarnings("ignore")  # vLLM's own deprecation warn
 
 def vllm_engine_here() -> Any:
     vllm = pytest.importorskip("vllm", reason="vLLM is not installed (make test-engines installs it)")
+    major, minor = (int(x) for x in vllm.__version__.split("+")[0].split(".")[:2])
+    if not (0, 32) <= (major, minor) < (0, 34):
+        pytest.skip(
+            f"vLLM {vllm.__version__} is outside the adapter's supported range >=0.32,<0.34 "
+            "(its import refusal is tested in test_vllm_batch.py)"
+        )
     if torch.cuda.is_available():
         return vllm
     from vllm.platforms import current_platform
