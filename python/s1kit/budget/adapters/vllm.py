@@ -20,8 +20,8 @@ Each request opts in with its spec as a per-request argument (others are left un
     {"vllm_xargs": {"s1kit_budget": spec_to_json(spec)}}             # OpenAI-compatible server
 
 Order in vLLM's V1 sampler: grammar bitmask, allowed-token ids, bad words, the built-in processors
-(min_tokens, logit_bias, min_p), **this processor**, penalties, vLLM's ``thinking_token_budget``,
-temperature, top-k/top-p. Penalties after it cannot undo a forced token or a ban (``-inf`` stays
+that can change the argmax (min_tokens, logit_bias), **this processor**, penalties, vLLM's
+``thinking_token_budget``, temperature, min_p, top-k/top-p. Penalties after it cannot undo a forced token or a ban (``-inf`` stays
 ``-inf``). A request that sets ``thinking_token_budget`` or ``structured_outputs`` together with a
 budget is refused on admission (see :func:`~s1kit.budget.adapters.vllm_batch.check_request`);
 min_tokens bans EOS before this processor runs, and a token this processor forces wins over it.
