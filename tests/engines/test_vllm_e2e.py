@@ -179,6 +179,26 @@ def test_stop_strings_end_the_request_before_the_budget(engine: Any) -> None:
     assert result.outputs[0].text == "" and result.outputs[0].finish_reason == "stop"
 
 
+def test_forced_tokens_win_over_min_tokens_and_penalties(engine: Any) -> None:
+    """min_tokens bans EOS before the processor runs; the EOS that stops a finished budget is forced
+    and wins (the request ends before min_tokens). Penalties after the processor keep it forced."""
+    vllm, llm, tok = engine
+    end = tok.convert_tokens_to_ids("<|im_start|>")
+    spec = BudgetSpec.from_tokenizer(tok, num_extensions=2, max_answer_tokens=2)
+    prompt = s1_prompt(tok, "x")
+    p = vllm.SamplingParams(
+        temperature=0.0,
+        max_tokens=40,
+        min_tokens=30,
+        repetition_penalty=1.5,
+        presence_penalty=1.0,
+        extra_args={KEY: spec_to_params(spec)},
+    )
+    (result,) = llm.generate([{"prompt_token_ids": prompt}], p)
+    want = reference(spec, prompt, end, 40)
+    assert len(want) < 30 and list(result.outputs[0].token_ids) == want
+
+
 def test_refused_combinations_fail_the_request_on_admission(engine: Any) -> None:
     vllm, llm, tok = engine
     spec = BudgetSpec.from_tokenizer(tok, num_extensions=2)
