@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: install test test-real lint rust-test py-test demo bench ext clean
+.PHONY: install test test-real test-engines lint rust-test py-test demo bench ext clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,9 @@ ext:
 
 clean:
 	rm -rf target $(VENV) python/s1kit/*.so
+
+# Adapter tests inside the real vLLM/SGLang releases pinned in engines/versions.txt (cached venvs in
+# $S1KIT_ENGINE_VENVS, default .venv-engines/). Not part of `make test`.
+test-engines: ext
+	$(PYTHON) engines/venvs.py || true
+	$(PYTHON) engines/run_tests.py

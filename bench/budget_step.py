@@ -147,7 +147,7 @@ def time_adapter(kind: str, samples: np.ndarray) -> float:
     from s1kit.budget.adapters.masking import MaskBuffers
     from s1kit.budget.adapters.params import KEY, spec_to_params
     from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor, BudgetRegistry
-    from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
+    from s1kit.budget.adapters.vllm_batch import PersistentBatchBudget  # what the vLLM processor runs
 
     steps, b = samples.shape
     spec = BudgetSpec(**SPEC)
@@ -158,12 +158,10 @@ def time_adapter(kind: str, samples: np.ndarray) -> float:
     total = 0.0
     emitted = np.empty(b, np.int64)
     if kind == "vllm":
-        proc = BudgetForcingLogitsProcessor(
-            SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=b)), torch.device("cpu"), False
-        )
+        proc = PersistentBatchBudget(b)
         params = SimpleNamespace(extra_args={KEY: spec_to_params(spec)})
         added = [(i, params, prompt, outputs[i]) for i in range(b)]
-        proc.update_state(SimpleNamespace(batch_size=b, removed=[], added=added, moved=[]))
+        proc.update(SimpleNamespace(batch_size=b, removed=[], added=added, moved=[]))
     elif kind == "sglang":
         sg = BudgetForcingLogitProcessor()
         sg.registry = BudgetRegistry(capacity=b)
@@ -183,7 +181,7 @@ def time_adapter(kind: str, samples: np.ndarray) -> float:
         logits.copy_(base)
         t0 = time.perf_counter()
         if kind == "vllm":
-            proc.update_state(None)
+            proc.update(None)
             out = proc.apply(logits)
         elif kind == "sglang":
             out = sg(logits, sg_params)

@@ -21,3 +21,20 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 timeout 200 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
 timeout 240 python3 bench/decode.py --gpu-only --skip-compile --compile-budget 2>&1 | tee "$out/decode.txt"
 timeout 200 python3 bench/train_mfu.py --steps 3 2>&1 | tee "$out/train_mfu.txt"
+# vLLM with s1kit budget forcing, end to end (issue 13). The image has no vLLM and the machine no
+# network: carry a venv or wheels with vLLM 0.33 and point S1KIT_VLLM_PYTHON at its python, and
+# S1KIT_VLLM_MODEL at a local small reasoning model; otherwise this part says why it is skipped.
+# On a GPU vLLM runs with asynchronous scheduling on (its default): tests/engines/test_vllm_e2e.py
+# then checks the placeholder path end to end, and bench/vllm_forcing.py measures tokens/s
+# (forcing off, vLLM's thinking_token_budget, s1kit cap, s1kit cap + 2 extensions).
+vpy="${S1KIT_VLLM_PYTHON:-python3}"
+if ! "$vpy" -c "import vllm" 2>/dev/null; then
+  echo "vLLM part skipped: $vpy cannot import vllm (set S1KIT_VLLM_PYTHON to a python with vLLM 0.33)" | tee "$out/vllm.txt"
+else
+  timeout 300 "$vpy" -m pytest -q -p no:cacheprovider tests/engines/test_vllm_e2e.py tests/engines/test_vllm_batch.py 2>&1 | tee "$out/vllm_tests.log"
+  if [ -n "${S1KIT_VLLM_MODEL:-}" ]; then
+    timeout 400 "$vpy" bench/vllm_forcing.py --model "$S1KIT_VLLM_MODEL" 2>&1 | tee "$out/vllm_forcing.txt"
+  else
+    echo "vllm_forcing skipped: S1KIT_VLLM_MODEL (a local small reasoning model) is not set" | tee "$out/vllm_forcing.txt"
+  fi
+fi

@@ -90,8 +90,14 @@ def reference_apply(
     return out, flag
 
 
-def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, int | bool] | None]]:
-    """Tokens and final core state per request, the core driven directly (one slot per request)."""
+def direct_sequences(
+    kinds: list[int], stop_done: bool = False
+) -> tuple[list[list[int]], list[dict[str, int | bool] | None]]:
+    """Tokens and final core state per request, the core driven directly (one slot per request).
+
+    ``stop_done``: a row in phase DONE or ERROR is stopped by forcing its spec's first EOS id (what
+    the vLLM and SGLang adapters do), instead of generating on unforced.
+    """
     all_specs = specs()
     batch = BudgetBatch(len(kinds), max_rollback=0)
     seqs: list[list[int]] = []
@@ -112,6 +118,9 @@ def direct_sequences(kinds: list[int]) -> tuple[list[list[int]], list[dict[str, 
             taken = False
             if all_specs[kind] is not None:
                 batch.mask(force, redirect, ban, rows)
+                state = batch.row_state(r)
+                if stop_done and state is not None and state["phase"] in (Phase.DONE, Phase.ERROR):
+                    force[0], redirect[0] = all_specs[kind].eos[0], -1  # type: ignore[union-attr]
                 logits, taken = reference_apply(
                     logits, int(force[0]), int(redirect[0]), [int(b) for b in ban[0] if b >= 0]
                 )

@@ -21,6 +21,7 @@ import torch
 from s1kit.budget.adapters.params import KEY, spec_to_params
 from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor, BudgetRegistry
 from tests.unit.serving_sim import (
+    EOS,
     V,
     direct_sequences,
     draw,
@@ -87,7 +88,7 @@ def plain_processor(registry: BudgetRegistry) -> Any:
 def test_reordered_batches_keep_each_request_on_the_core_sequence(seed: int) -> None:
     kinds = request_kinds(12, seed + 10)
     outputs, states = serve(kinds, seed, plain_processor)
-    want, want_states = direct_sequences(kinds)
+    want, want_states = direct_sequences(kinds, stop_done=True)
     for r in range(len(kinds)):
         assert outputs[r] == want[r], f"request {r} (kind {kinds[r]})"
         assert states.get(r) == want_states[r], f"request {r} (kind {kinds[r]})"
@@ -117,6 +118,55 @@ def test_rows_without_the_request_reference_are_refused() -> None:
         plain_processor(BudgetRegistry())(torch.zeros(1, 32), [{KEY: spec_to_params(spec)}])
 
 
+def test_speculative_decoding_rows_are_refused() -> None:
+    """SGLang repeats a request's params once per draft token: refused, never counted twice."""
+    spec = specs()[0]
+    assert spec is not None
+    req = Req(rid="r0", origin_input_ids=prompt(0))
+    row = {KEY: spec_to_params(spec), "__req__": weakref.proxy(req)}
+    with pytest.raises(ValueError, match="speculative decoding"):
+        plain_processor(BudgetRegistry())(torch.zeros(3, V), [row, row, row])
+
+
+def test_retraction_that_discards_the_output_replays_the_request() -> None:
+    """With input_embeds, SGLang's retraction resets output_ids: the row starts again from its prompt."""
+    spec = specs()[0]
+    assert spec is not None
+    registry = BudgetRegistry()
+    proc = plain_processor(registry)
+    req = Req(rid="r0", origin_input_ids=prompt(0))
+    row = {KEY: spec_to_params(spec), "__req__": weakref.proxy(req)}
+    proc(torch.zeros(1, V), [row])
+    fresh = registry.row_state("r0")
+    for k in range(5):
+        logits = proc(model_logits(0, k)[None].clone(), [row])
+        req.output_ids.append(draw(logits[0], 0, k))
+    proc(torch.zeros(1, V), [row])
+    assert registry.row_state("r0") != fresh
+    req.output_ids = []  # reset_for_retract with input_embeds
+    proc(torch.zeros(1, V), [row])
+    assert registry.row_state("r0") == fresh
+
+
+def test_finished_budget_is_stopped_with_eos_and_specs_without_eos_are_refused() -> None:
+    spec = specs()[0]
+    assert spec is not None
+    spec = spec.replace(max_thinking_tokens=2, max_answer_tokens=1)
+    proc = plain_processor(BudgetRegistry())
+    req = Req(rid="r0", origin_input_ids=[7, 8])
+    row = {KEY: spec_to_params(spec), "__req__": weakref.proxy(req)}
+    while not req.output_ids or req.output_ids[-1] != EOS:
+        logits = torch.zeros(1, V)
+        logits[0, 0] = 5.0  # the model wants token 0 forever: only the budget ends this request
+        req.output_ids.append(int(torch.argmax(proc(logits, [row])[0])))
+        assert len(req.output_ids) < 12
+    assert req.output_ids == [0, 0, 22, 5, 6, EOS]
+    other = Req("r1", [7])
+    bad = {KEY: spec_to_params(spec) | {"eos": []}, "__req__": weakref.proxy(other)}
+    with pytest.raises(ValueError, match="no eos"):
+        proc(torch.zeros(1, V), [bad])
+
+
 def test_real_sglang_serializes_the_processor_and_runs_it() -> None:
     pytest.importorskip("sglang", reason="SGLang is not installed (CI does not install it)")
     try:
@@ -134,5 +184,5 @@ def test_real_sglang_serializes_the_processor_and_runs_it() -> None:
 
     kinds = request_kinds(8, 3)
     outputs, _ = serve(kinds, 3, from_wire)
-    want, _ = direct_sequences(kinds)
+    want, _ = direct_sequences(kinds, stop_done=True)
     assert [outputs[r] for r in range(len(kinds))] == want

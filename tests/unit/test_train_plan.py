@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from s1kit.cli import main as cli_main
 from s1kit.train.cli import add_arguments, config_from_args, run
 from s1kit.train.config import PRESET_SOURCES, preset
 from s1kit.train.plan import (
@@ -107,7 +108,8 @@ def test_plan_cli_prints_breakdown_and_recommendation(capsys: pytest.CaptureFixt
 
 
 def test_plan_needs_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(_parse(["--plan", "--model", str(tmp_path), "--gpus", "1", "--gpu-memory", "80"])) == 2
+    # Bad plan inputs go through s1kit.cli's one error policy (one line, exit 2).
+    assert cli_main(["train", "--plan", "--model", str(tmp_path), "--gpus", "1", "--gpu-memory", "80"]) == 2
     assert "has no config.json" in capsys.readouterr().err
 
 

@@ -22,6 +22,21 @@ since the last call, frees the slots of requests that died (their weak proxy is 
 the core's mask mode (see :mod:`s1kit.budget`). Runs in the scheduler process (one per tensor-
 parallel rank, each with its own identical state).
 
+- A request whose row is finished as far as the budget goes (phase DONE: answer cap or answer stop
+  reached) or in its error phase is **stopped**: its only allowed token is the spec's first EOS id
+  (a spec without EOS ids is refused), so SGLang's own EOS check ends it.
+- **Speculative decoding** is refused: SGLang calls custom processors with one row per draft token
+  and the request's params repeated per row; a call in which one request has several rows raises
+  ``ValueError`` (start SGLang without ``--speculative-algorithm`` to use budget forcing).
+- **Retraction**: a retracted request keeps its output and is re-prefilled; with ``input_embeds``
+  SGLang discards the output (``output_ids`` reset), and the row is rebuilt from its prompt and
+  replayed, never left with stale state.
+- **Watermarking** (``--enable-watermark``) replaces SGLang's sampler after the processors; the
+  processor refuses to run under it (``RuntimeError``) rather than have its forced tokens resampled.
+- Order (SGLang 0.5.23): penalties, logit bias, min_new_tokens and the grammar mask (model runner),
+  then custom processors (sampler), then temperature and top-k/p: budget forcing runs last, and a
+  forced token wins over a grammar's mask, so send budget-forced requests without a grammar.
+
 Shapes: ``B`` rows in the call, ``V`` vocabulary.
 """
 
@@ -36,7 +51,7 @@ import torch
 
 from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask
 from s1kit.budget.adapters.params import KEY, spec_from_params
-from s1kit.budget.batch import BudgetBatch
+from s1kit.budget.batch import BudgetBatch, Phase
 
 try:  # The adapter runs (and is tested) without SGLang; inside SGLang it is a real subclass.
     from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor as _SglangProcessor
@@ -101,6 +116,7 @@ class BudgetRegistry:
     def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
         """Slot per row (-1: the row does not use budget forcing); admits new requests."""
         slots = np.full(len(params_B), -1, np.int64)
+        seen: set[str] = set()
         for i, params in enumerate(params_B):
             if not params or params.get(KEY) is None:
                 continue
@@ -111,9 +127,22 @@ class BudgetRegistry:
                     "(SGLang adds it for requests sent with a custom_logit_processor)"
                 )
             rid = str(req.rid)
+            if rid in seen:
+                raise ValueError(
+                    f"request {rid} has several logits rows in one call: SGLang's speculative decoding "
+                    "(one row per draft token) is not supported by s1kit budget forcing; start SGLang "
+                    "without --speculative-algorithm"
+                )
+            seen.add(rid)
             slot = self._slot.get(rid)
             if slot is None:
-                slot = self._admit(rid, req, spec_from_params(params[KEY]))
+                spec = spec_from_params(params[KEY])
+                if not spec.eos:
+                    raise ValueError(
+                        f"{KEY}: the spec has no eos ids; the SGLang adapter stops a request whose budget "
+                        "is finished by forcing EOS, so build the spec with the model's EOS"
+                    )
+                slot = self._admit(rid, req, spec)
             slots[i] = slot
         return slots
 
@@ -138,6 +167,12 @@ class BudgetRegistry:
     def feed(self, slots: np.ndarray) -> None:
         """Advance the given slots over their new output tokens (one core call per position)."""
         pending = [(int(s), self._req[int(s)].output_ids) for s in slots if s >= 0]
+        for s, out in pending:
+            if len(out) < self._fed[s]:  # retracted with input_embeds: output discarded, replay
+                self._batch.reset(s)
+                self._batch.process_prompt(s, list(self._req[s].origin_input_ids))
+                self._fed[s], self._flags[s] = 0, []
+                self._taken.drop(s)
         pending = [(s, out) for s, out in pending if len(out) > self._fed[s]]
         while pending:
             rows = np.fromiter((s for s, _ in pending), np.int64, len(pending))
@@ -157,9 +192,15 @@ class BudgetRegistry:
             if not used.any():
                 return logits_BV
             rows = np.nonzero(used)[0].astype(np.int64)
-            force, redirect, ban = self._buffers.run(self._batch, slots[used])
+            governed = slots[used]
+            force, redirect, ban = self._buffers.run(self._batch, governed)
+            phase = self._batch.accounting().phase[governed]
+            stop = (phase == Phase.DONE) | (phase == Phase.ERROR)
+            if stop.any():  # finished budgets and error rows end with EOS
+                force[stop] = [self._specs[int(s)].eos[0] for s in governed[stop]]
+                redirect[stop] = -1
             # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
-            temp = np.fromiter((_temperature(self._req[int(s)]) for s in slots[used]), np.float64, len(rows))
+            temp = np.fromiter((_temperature(self._req[int(s)]) for s in governed), np.float64, len(rows))
             if self._generator is None or self._generator.device != logits_BV.device:
                 self._generator = torch.Generator(device=logits_BV.device)
                 self._generator.manual_seed(0)
@@ -167,7 +208,7 @@ class BudgetRegistry:
                 logits_BV, rows, force, redirect, ban,
                 sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,
             )  # fmt: skip
-            self._taken.record(slots[used], taken)
+            self._taken.record(governed, taken)
             return logits_BV
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:
@@ -196,6 +237,22 @@ class BudgetForcingLogitProcessor(_SglangProcessor):
         if len(custom_param_list) != logits.shape[0]:
             raise ValueError(
                 f"got {logits.shape[0]} logits rows but {len(custom_param_list)} custom params: "
-                "speculative decoding (several rows per request) is not supported by this adapter"
+                "SGLang passes one params dict per logits row"
+            )
+        if _watermark_on():
+            raise RuntimeError(
+                "s1kit budget forcing does not run with SGLang's --enable-watermark: the watermarking "
+                "sampler would resample forced tokens; start the server without it"
             )
         return self.registry.process(logits, custom_param_list)
+
+
+def _watermark_on() -> bool:
+    try:
+        from sglang.srt.runtime_context import get_exec
+    except ImportError:  # other SGLang releases: no watermarking
+        return False
+    try:
+        return bool(get_exec().features.enable_watermark)
+    except Exception:  # no server context (the processor driven outside a server)
+        return False
