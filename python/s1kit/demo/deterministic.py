@@ -7,7 +7,7 @@ code stays as a user runs it, and the demo's own evaluation calls :func:`make_de
 What a seeded demo run is then deterministic against, and what it is not:
 
 - same results for the same seed, size and number of training processes (``--nproc``), the same
-  package versions (torch, transformers, tokenizers, s1kit) and the same CPU instruction set that
+  package versions (torch, transformers, tokenizers, numpy, s1kit) and the same CPU instruction set that
   torch's kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX512``): the
   thread count of every reduction is pinned (:data:`TRAIN_THREADS` per training rank,
   :data:`EVAL_THREADS` in evaluation) instead of following the machine's core count, torch refuses

@@ -146,11 +146,12 @@ def _capped(eval_dir: Path, label: str) -> str:
 WAIT_WHY = (
     "Why forced Waits do not raise accuracy in this demo yet: a trace's `Wait, ...` recheck repeats "
     "only its last step from the running result before it, so a forced recheck can mend only a slip "
-    "in that last step and can break a right answer (the tiny model miscopies the step or runs on). A trial that trained "
-    "self-correcting traces instead (a slip, then a `Wait` that recomputes from the state before it) "
+    "in that last step; where the first pass is right there is nothing to mend, and where the model "
+    "learned a family least (the per-family table below) the recheck breaks right answers. A trial "
+    "that trained self-correcting traces instead (a slip, then a `Wait` that recomputes from the state before it) "
     "did not fix this at this model size: its recheck was a worse computation than its first pass "
-    "(one forced Wait mended 5-9 and broke 28-30 of 120 problems per sampling seed), accuracy at the "
-    "largest cap fell from about 87% to 68% and its evaluation cost tripled, so it was not adopted."
+    "(one forced Wait mended 5-9 and broke 28-30 of 120 problems per sampling seed), its accuracy at "
+    "the largest cap was only 68% and its evaluation cost tripled, so it was not adopted."
 )
 
 
