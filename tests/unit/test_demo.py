@@ -66,8 +66,72 @@ def test_char_tokenizer_round_trips_and_renders_the_s1_template() -> None:
     assert tok.convert_tokens_to_ids("<|im_start|>") != tok.unk_token_id
 
 
+def test_wilson_interval_matches_known_values() -> None:
+    from s1kit.demo.scaling import Point, cell, wilson
+
+    # Wilson 95% for 8/10 (Newcombe 1998, table I: 0.4902, 0.9433) and at the edges.
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert wilson(0, 20)[0] == 0.0 and wilson(0, 20)[1] == pytest.approx(0.1611, abs=1e-4)
+    assert wilson(20, 20)[1] == 1.0 and wilson(20, 20)[0] == pytest.approx(0.8389, abs=1e-4)
+    # 60/120 is symmetric about one half: 0.5 -/+ z sqrt(1/480 + z^2/57600) / (1 + z^2/120) = 0.0881.
+    lo, hi = wilson(60, 120)
+    assert lo == pytest.approx(0.4119, abs=1e-4) and hi == pytest.approx(0.5881, abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="k <= n"):
+        wilson(5, 4)
+    assert cell(Point("budget_forcing", "cap=64", 10, 8, 40.0)) == "8/10 = 80.0% [49.0%, 94.3%]"
+
+
+def test_make_deterministic_pins_threads_and_kernels() -> None:
+    import torch
+
+    from s1kit.demo.deterministic import EVAL_THREADS, TRAIN_THREADS, make_deterministic
+
+    assert TRAIN_THREADS >= 1 and EVAL_THREADS >= 1
+    threads, flag = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        got = make_deterministic(1)
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert got == {
+            "threads": 1,
+            "deterministic_algorithms": True,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        }
+        with pytest.raises(ValueError, match="threads"):
+            make_deterministic(0)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(flag)
+
+
+def test_demo_trains_under_the_deterministic_entry_point(tmp_path: Path) -> None:
+    from s1kit.demo.pipeline import Demo
+
+    # The training command the demo launches: s1kit train's own arguments, after the set-up.
+    demo = Demo(tmp_path, "small", seed=0, nproc=2, progress=False)
+    args = demo.train_args()
+    assert args[0] == "train" and "--seed" in args
+    # The entry point runs s1kit's CLI after make_deterministic: a bad train argument is s1kit's error.
+    import subprocess
+    import sys
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "python"), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(
+        [sys.executable, "-m", "s1kit.demo.deterministic", "train", "--model", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+
+
 @pytest.mark.slow
 def test_small_demo_thinking_helps_and_rerun_reuses_stages(tmp_path: Path) -> None:
+    import hashlib
+
     from s1kit.demo.pipeline import Demo
 
     demo = Demo(tmp_path / "demo", "small", seed=0, nproc=2, progress=False)
@@ -77,13 +141,25 @@ def test_small_demo_thinking_helps_and_rerun_reuses_stages(tmp_path: Path) -> No
         points = {(r["method"], r["label"]): float(r["accuracy"]) for r in csv.DictReader(f)}
     caps = sorted(int(label[4:]) for m, label in points if m == "budget_forcing" and label.startswith("cap="))
     lo, hi = points[("budget_forcing", f"cap={caps[0]}")], points[("budget_forcing", f"cap={caps[-1]}")]
-    # Measured at seed 0 on the small size: 6.2% at cap=8, 53.1% at cap=64 (full size: 0.8% -> 86.7%).
-    # 64 problems: a 30-point margin is far outside sampling noise (about 6 points either way).
+    # Measured at seed 0 on the small size (deterministic since the demo pins threads and kernels;
+    # torch 2.15, AVX512): 4/64 = 6.2% at cap=8, 31/64 = 48.4% at cap=64.
+    # Their 95% Wilson intervals over the 64 problems, [2.5%, 15.0%] and [36.6%, 60.4%], are far apart.
     assert hi >= lo + 0.30, points
     # The truncation baseline at the smallest budget (a guess from a cut trace) is below the largest cap too.
     assert points[("truncation", f"cut={caps[0]}")] < hi, points
+    results = json.loads((out / "results.json").read_text())
+    weights = (out / "train" / "hf" / "model.safetensors").read_bytes()
+    assert results["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    n = results["points"][0]["problems"]
+    assert {(p["method"], p["label"]): p["correct"] / n for p in results["points"]} == pytest.approx(points)
     report = (out / "report.md").read_text()
+    assert results["weights_sha256"] in report
+    assert hashlib.sha256((out / "results.json").read_bytes()).hexdigest() in report
     assert "## 1-2. Pool and curation" in report and (out / "loss.png").is_file()
+    assert "## Reproducibility" in report and "95% Wilson" in report and "forced Waits do not" in report
+    assert (out / "scaling.png").is_file()
+    snippet = (out / "readme_snippet.md").read_text()
+    assert "budget forcing by thinking cap" in snippet and results["weights_sha256"][:16] in snippet
     assert "problems solved per task family" in report
     assert json.loads((out / "curate" / "summary.json").read_text())["selected"] == demo.size.k
     again = demo.run()

@@ -3,7 +3,10 @@
 Every stage writes its outputs under ``<out>/<stage>/`` and then a marker ``<out>/.done/<stage>``
 holding the settings it ran with; a rerun skips a stage whose marker matches and redoes it (and every
 later stage) otherwise. The only demo-specific code is the task generator (:mod:`s1kit.demo.tasks`),
-the character tokenizer (:mod:`s1kit.demo.tokenizer`) and the report page that puts the stages together.
+the character tokenizer (:mod:`s1kit.demo.tokenizer`), the deterministic torch set-up
+(:mod:`s1kit.demo.deterministic`: training runs as ``python -m s1kit.demo.deterministic train ...``, the
+evaluation in process after :func:`~s1kit.demo.deterministic.make_deterministic`) and the report page
+that puts the stages together (:mod:`s1kit.demo.report`, :mod:`s1kit.demo.scaling`).
 """
 
 from __future__ import annotations
@@ -265,10 +268,14 @@ class Demo:
         import shutil
 
         shutil.rmtree(self.out / "train", ignore_errors=True)
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        from s1kit.demo.deterministic import TRAIN_THREADS
+
+        threads = str(TRAIN_THREADS)
+        env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
         src = str(Path(__file__).resolve().parents[2])  # the folder holding the s1kit package
         env["PYTHONPATH"] = os.pathsep.join(x for x in (src, env.get("PYTHONPATH", "")) if x)
-        cmd = [sys.executable, "-m", "s1kit.cli", *self.train_args()]
+        # s1kit train under s1kit.demo.deterministic: pinned threads, deterministic kernels.
+        cmd = [sys.executable, "-m", "s1kit.demo.deterministic", *self.train_args()]
         if self.nproc > 1:
             cmd = [
                 sys.executable,
@@ -277,7 +284,7 @@ class Demo:
                 "--standalone",
                 f"--nproc-per-node={self.nproc}",
                 "-m",
-                "s1kit.cli",
+                "s1kit.demo.deterministic",
                 *self.train_args(),
             ]
         print("  $ " + " ".join(cmd[1:]), flush=True)
@@ -290,12 +297,15 @@ class Demo:
 
         import torch
 
+        from s1kit.demo.deterministic import EVAL_THREADS, make_deterministic
+
         shutil.rmtree(self.out / "eval", ignore_errors=True)
         s = self.size
         longest = max(len(r["trace"]) for r in _read_jsonl(self.out / "curate" / "selected.jsonl"))
         max_new = max(max(s.budgets), longest) + 64  # room for the answer after the longest trace
         threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, min(threads, self.nproc)))
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        make_deterministic(EVAL_THREADS)
         try:
             self._s1kit(
                 "eval",
@@ -329,13 +339,22 @@ class Demo:
             )
         finally:
             torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(was_deterministic)
 
     # ------------------------------------------------------------------ 6. report
 
     def stage_report(self) -> None:
+        import torch
+
+        from s1kit.demo.deterministic import EVAL_THREADS, TRAIN_THREADS
         from s1kit.demo.report import write_demo_report
 
-        write_demo_report(self.out, self.settings())
+        determinism = {
+            "train_threads": TRAIN_THREADS,
+            "eval_threads": EVAL_THREADS,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        }
+        write_demo_report(self.out, self.settings(), determinism)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
