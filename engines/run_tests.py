@@ -53,9 +53,7 @@ def main(argv: list[str]) -> int:
         print(out[-6000:], flush=True)
         counts = {
             k: int(n)
-            for n, k in re.findall(
-                r"(\d+) (passed|failed|skipped|error)", out.splitlines()[-1] if out else ""
-            )
+            for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", _summary_line(run.stdout))
         }
         ran = counts.get("passed", 0) + counts.get("failed", 0)
         summary.append(
@@ -66,6 +64,14 @@ def main(argv: list[str]) -> int:
     print("=== engine tests that ran (not skipped), per engine:")
     print("\n".join(summary))
     return 1 if bad else 0
+
+
+def _summary_line(stdout: str) -> str:
+    """pytest's closing line (engines print their own logs after it, e.g. at shutdown)."""
+    found = [
+        ln for ln in stdout.splitlines() if re.search(r"\d+ (passed|failed|skipped|error).* in [\d.]+s", ln)
+    ]
+    return found[-1] if found else ""
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Usage: ``python engines/venvs.py [NAME ...]`` (default: all). Virtualenvs live i
 reused while their ``versions.txt`` line is unchanged (``.spec`` in each records it). Each gets:
 the line's torch from the registry, the engine wheel with ``--no-deps``, the engine's own
 requirements except torch and, without CUDA, the GPU-only kernel packages below, and s1kit from
-this checkout (a ``.pth`` entry for ``python/``: build the extension first with ``make ext``).
+this checkout (a ``.pth`` entry for ``python/``, rewritten on every run so that a cached venv
+serves the checkout that runs it: build the extension first with ``make ext``).
 Prints ``NAME PATH`` per ready venv; a venv that cannot be built prints ``NAME FAILED: why`` and
 the script goes on (exit status 1 at the end).
 """
@@ -68,6 +69,7 @@ def requirements(wheel: Path) -> list[str]:
 def build(name: str, package: str, torch: str, venv: Path) -> None:
     spec_line = f"{package} {torch}\n"
     if (venv / ".spec").exists() and (venv / ".spec").read_text() == spec_line:
+        _link_checkout(venv)  # a cached venv may have been made from another checkout
         return
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -82,6 +84,12 @@ def build(name: str, package: str, torch: str, venv: Path) -> None:
     # SGLang 0.5.23 imports dill (custom processors' wire format) without requiring it.
     extra = ["dill"] if package.startswith("sglang") else []
     subprocess.run([*pip, "pytest", "hypothesis", *extra], check=True)
+    _link_checkout(venv)
+    (venv / ".spec").write_text(spec_line)
+
+
+def _link_checkout(venv: Path) -> None:
+    """Point the venv's s1kit at this checkout (a ``.pth`` entry for ``python/`` and the root)."""
     site = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
@@ -89,7 +97,6 @@ def build(name: str, package: str, torch: str, venv: Path) -> None:
         text=True,
     ).stdout.strip()
     Path(site, "s1kit-checkout.pth").write_text(f"{ROOT / 'python'}\n{ROOT}\n")
-    (venv / ".spec").write_text(spec_line)
 
 
 def main(argv: list[str]) -> int:

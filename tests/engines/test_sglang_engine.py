@@ -59,7 +59,8 @@ def new_req(parts: Any, r: int, kind: int, wire: str) -> Any:
     Req, SamplingParams, *_ = parts
     spec = specs()[kind]
     custom = None if spec is None else {KEY: spec_to_params(spec)}
-    sp = SamplingParams(max_new_tokens=64, custom_params=custom)
+    # temperature 0: redirects attributed by argmax, as serving_sim's reference does.
+    sp = SamplingParams(max_new_tokens=64, temperature=0.0, custom_params=custom)
     return Req(
         f"req-{r}", "", array("q", prompt(r)), sp, custom_logit_processor=None if spec is None else wire
     )

@@ -148,7 +148,9 @@ def make_params(kind: int, as_json: bool) -> Any:
 
     spec = specs()[kind]
     extra = None if spec is None else {KEY: spec_to_json(spec) if as_json else spec_to_params(spec)}
-    params = vllm.SamplingParams(max_tokens=64, extra_args=extra)
+    # temperature 0: the adapter attributes redirects by argmax, as serving_sim's reference does
+    # (the simulated sampler's draw then only exercises the bookkeeping, not the attribution).
+    params = vllm.SamplingParams(temperature=0.0, max_tokens=64, extra_args=extra)
     BudgetForcingLogitsProcessor.validate_params(params)
     return params
 

@@ -81,23 +81,22 @@ def save_tiny_model(path: Path) -> Any:
 
 
 def reference(spec: BudgetSpec, prompt: list[int], end: int, max_new: int) -> list[int]:
-    """The core in mask mode with greedy decoding of a model whose argmax is always ``end``."""
+    """Override mode of the core (s1kit's own engine) under greedy decoding of a model whose argmax
+    is always ``end``, with the adapters' stop rule (a DONE or ERROR row emits EOS): what mask mode
+    inside vLLM must reproduce token for token."""
     batch = BudgetBatch(1, max_rollback=0)
     batch.insert(0, spec)
     batch.process_prompt(0, prompt)
-    force, redirect = np.empty(1, np.int64), np.empty(1, np.int64)
-    ban = np.empty((1, max(batch.ban_width, 1)), np.int32)
+    replaced = np.empty(1, np.int32)
     out: list[int] = []
     while len(out) < max_new and not (out and out[-1] in spec.eos):
-        batch.mask(force, redirect, ban)
         state = batch.row_state(0)
         assert state is not None
         if state["phase"] in (Phase.DONE, Phase.ERROR):
-            t = spec.eos[0]
-        else:
-            t = int(force[0]) if force[0] >= 0 else int(redirect[0]) if redirect[0] >= 0 else end
-        out.append(t)
-        batch.advance(np.asarray([t], np.int64))
+            out.append(spec.eos[0])
+            continue
+        batch.step(np.asarray([end], np.int64), replaced)
+        out.append(int(replaced[0]) if replaced[0] >= 0 else end)
     return out
 
 

@@ -62,8 +62,11 @@ __all__ = ["KEY", "BudgetForcingLogitProcessor", "BudgetRegistry"]
 
 
 def _temperature(req: Any) -> float:
-    """The request's sampling temperature (0: greedy), from SGLang's request object."""
+    """The request's sampling temperature (0: greedy), from SGLang's request object. SGLang stores
+    a greedy request (temperature 0) as temperature 1 with ``top_k == 1``."""
     params = getattr(req, "sampling_params", None)
+    if getattr(params, "top_k", None) == 1:
+        return 0.0
     return float(getattr(params, "temperature", 0.0) or 0.0)
 
 
