@@ -7,9 +7,14 @@ leaves the destination untouched (the old content, or absent) or complete; at wo
 records its completion with one more file written last (see :func:`write_marker`), so a reader can
 tell a complete set from one interrupted between its files.
 
+A stage whose files must change together (``s1kit curate``'s output folder, ``train``'s ``hf/``)
+builds the whole new folder beside the old one and swaps it in with :func:`atomic_dir` (see there
+for the exact guarantee on each platform).
+
 Test hook: ``S1KIT_KILL_AT=<name>`` makes the process kill itself with SIGKILL at the point of that
-name: a file name (e.g. ``selected.parquet``) right before that file is renamed into place, or a
-named point a stage declares with :func:`kill_point` (e.g. ``curate.commit``). Fault tests use it to
+name: a file name (e.g. ``report.md``) right before that file is renamed into place, a folder name
+(e.g. ``hf``, ``hf.exchanged``) at the steps of :func:`atomic_dir`, or a named point a stage
+declares with :func:`kill_point` (e.g. ``curate.commit``). Fault tests use it to
 interrupt a real run at an exact moment. Unset, it costs one environment lookup per point.
 """
 
@@ -92,53 +97,130 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
 
 
+EXCHANGE_ENV = "S1KIT_RENAME_EXCHANGE"
+
+
 def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False, with nothing
+    changed, where the C library, kernel or file system lacks it (or ``$S1KIT_RENAME_EXCHANGE=0``)."""
+    if os.environ.get(EXCHANGE_ENV) == "0":
+        return False
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
     rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
     return bool(rc == 0)
 
 
+def _dir_paths(path: str | Path) -> tuple[Path, Path, Path]:
+    final = Path(os.path.abspath(path))  # "." or "out/.." have a real name and parent this way
+    if final.is_symlink():  # swap the folder it points to, not the link
+        final = final.resolve()
+    return final, final.parent / f".{final.name}.partial", final.parent / f".{final.name}.old"
+
+
+def recover_dir(path: str | Path) -> None:
+    """Undo what a kill inside :func:`atomic_dir` left beside ``path``: if ``path`` is missing and
+    ``.<name>.old`` exists (killed between the two renames of the fallback), move it back; then delete
+    ``.<name>.partial`` and ``.<name>.old``, which then hold nothing that ``path`` lacks."""
+    import shutil
+
+    final, staging, old = _dir_paths(path)
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+        fsync_dir(final.parent)
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A staging folder beside ``path`` to fill; it replaces ``path`` as a whole when the block ends
-    cleanly (an atomic exchange where the kernel offers one, else two renames in a row), and is
-    deleted otherwise. Readers see the old folder or the new one, never a mix of their files."""
+    cleanly, and is deleted otherwise (``path`` untouched). A symlink ``path`` swaps its target.
+
+    The guarantee after a kill at any moment:
+
+    - Linux (``renameat2`` with ``RENAME_EXCHANGE``: glibc 2.28+, kernel 3.15+, and a file system that
+      supports it: ext4, xfs, btrfs, tmpfs, ...): one atomic exchange, so ``path`` is always exactly the
+      old folder or exactly the new one.
+    - Elsewhere (macOS, Windows, NFS, older systems; or ``$S1KIT_RENAME_EXCHANGE=0``): two renames,
+      ``path`` -> ``.<name>.old`` then staging -> ``path``. A kill between them leaves ``path`` missing,
+      with the old folder whole in ``.<name>.old`` (and the new one in ``.<name>.partial``); nothing is
+      lost, and the next :func:`atomic_dir` (or :func:`recover_dir`) on ``path`` moves the old one back
+      first. At every other moment ``path`` is exactly the old folder or the new one.
+
+    Test hooks (``$S1KIT_KILL_AT``): ``<name>`` with staging complete and fsync'ed, nothing swapped;
+    ``<name>.exchanged`` after the exchange, the old folder not yet deleted; ``<name>.moved`` and
+    ``<name>.replaced`` after the first and the second rename of the fallback.
+    """
     import shutil
 
-    final = Path(path)
+    final, staging, old = _dir_paths(path)
+    if final.exists() and not final.is_dir():
+        raise NotADirectoryError(f"{final} is a file; it must be a folder (or absent) to be replaced whole")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.partial"
-    old = final.parent / f".{final.name}.old"
-    for leftover in (staging, old):  # from an earlier interrupted call
-        shutil.rmtree(leftover, ignore_errors=True)
+    recover_dir(final)  # an earlier call that was killed
     staging.mkdir()
     try:
         yield staging
         for f in staging.rglob("*"):
-            if f.is_file():
+            if f.is_file() and not f.is_symlink():
                 with f.open("rb") as fh:
                     os.fsync(fh.fileno())
-        fsync_dir(staging)
+        for d in (staging, *(p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink())):
+            fsync_dir(d)
         kill_point(final.name)
         if final.exists() and _exchange(staging, final):
+            fsync_dir(final.parent)
+            kill_point(f"{final.name}.exchanged")
             shutil.rmtree(staging)  # now holds the old content
         else:
             if final.exists():
                 os.replace(final, old)
+                fsync_dir(final.parent)
+                kill_point(f"{final.name}.moved")
             os.replace(staging, final)
+            fsync_dir(final.parent)
+            kill_point(f"{final.name}.replaced")
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        recover_dir(final)  # path back to the old folder if the fallback had moved it; staging deleted
         raise
     fsync_dir(final.parent)
+
+
+def carry_entries(src: Path, dst: Path, exclude: Callable[[str], bool]) -> list[str]:
+    """Put every entry of folder ``src`` whose name ``exclude`` rejects into ``dst``: files as hard links
+    (a copy where the file system has none), folders recursively, symlinks as symlinks. Returns the
+    names carried. Used to keep what else lives in a folder that :func:`atomic_dir` replaces."""
+    import shutil
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    carried: list[str] = []
+    if not src.is_dir():
+        return carried
+    for entry in sorted(src.iterdir()):
+        if exclude(entry.name):
+            continue
+        target = dst / entry.name
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            shutil.copytree(entry, target, symlinks=True, copy_function=link_or_copy)
+        else:
+            link_or_copy(str(entry), str(target))
+        carried.append(entry.name)
+    return carried
 
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
@@ -211,15 +293,18 @@ def read_marker(path: str | Path) -> Any | None:
 
 
 __all__ = [
+    "EXCHANGE_ENV",
     "KILL_ENV",
     "atomic_dir",
     "atomic_open",
     "atomic_path",
+    "carry_entries",
     "check_marker",
     "file_digest",
     "fsync_dir",
     "kill_point",
     "read_marker",
+    "recover_dir",
     "write_bytes",
     "write_json",
     "write_marker",

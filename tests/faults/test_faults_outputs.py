@@ -4,12 +4,17 @@
 Each run is the console command in a child process; ``S1KIT_KILL_AT=<point>`` (see
 :mod:`s1kit._io`) makes it SIGKILL itself at that exact point. What is killed, and where:
 
-- ``s1kit curate`` (a second run over a complete output folder):
-  ``curate.commit`` - every new file written to temporary files, nothing replaced yet;
-  ``manifest.jsonl`` / ``selected.parquet`` - between the renames of the new files;
-  ``summary.json`` - every data file in place, the completion record not yet written.
-  The folder must hold the old complete set, or no ``summary.json`` (which ``check_outputs`` and
-  ``s1kit train``'s data loader refuse); never new files beside an old summary. A rerun completes it.
+- ``s1kit curate`` (a run over the complete output folder of an earlier one, which also holds a
+  user's files: ``notes.txt`` and ``cache/emb.npz``): ``curate.commit`` - the whole new folder
+  built and fsync'ed beside the old one (``.out.partial``), nothing swapped; ``out`` - right before
+  the swap; ``out.exchanged`` - after the atomic exchange, the old folder not yet deleted (where the
+  file system offers ``renameat2(RENAME_EXCHANGE)``); and with the two-rename fallback forced
+  (``S1KIT_RENAME_EXCHANGE=0``): ``curate.commit``, ``out``, ``out.moved`` (old folder moved to
+  ``.out.old``, new one not yet in place) and ``out.replaced`` (new folder in place, ``.out.old``
+  not yet deleted). At every point the folder is exactly the old complete state or exactly the new
+  one (every file's SHA-256, the user's files included), except ``out.moved``: there ``out`` is
+  missing, ``.out.old`` is exactly the old state and ``check_outputs`` says so; the next run moves it
+  back first (checked by killing that run at ``curate.commit``).
 - ``s1kit eval``: ``eval.samples`` - in the middle of storing a chunk of generations (one record of
   two on disk); the rerun keeps it and generates only the missing one. ``metrics.csv`` - while the
   report is rewritten: ``report.md`` and every file stay whole.
@@ -21,14 +26,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from s1kit import _io
 from s1kit.curate.pipeline import check_outputs
 from s1kit.errors import DataError
 from s1kit.train.data import load_rows
@@ -39,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLED = -signal.SIGKILL
 
 
-def s1kit(*argv: str, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+def s1kit(
+    *argv: str, kill_at: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "python") + os.pathsep + str(ROOT),
@@ -47,6 +55,8 @@ def s1kit(*argv: str, kill_at: str | None = None) -> subprocess.CompletedProcess
         "OMP_NUM_THREADS": "1",
     }
     env.pop("S1KIT_KILL_AT", None)
+    env.pop(_io.EXCHANGE_ENV, None)
+    env.update(extra_env or {})
     if kill_at is not None:
         env["S1KIT_KILL_AT"] = kill_at
     return subprocess.run(
@@ -59,22 +69,30 @@ def s1kit(*argv: str, kill_at: str | None = None) -> subprocess.CompletedProcess
     )
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+def state(folder: Path) -> dict[str, object]:
+    """SHA-256 of every file under ``folder`` by relative path; ``summary.json`` by the run's own
+    content (its stage notes carry timings, so two runs of one configuration differ there)."""
+    files: dict[str, object] = {
+        str(p.relative_to(folder)): _io.file_digest(p)["sha256"]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
     }
+    if (folder / "summary.json").is_file():
+        summary = json.loads((folder / "summary.json").read_text())
+        files["summary.json"] = (summary["files"], summary["selected"], summary["input_rows"])
+    return files
 
 
-def files_are_whole(out: Path) -> None:
-    """Every data file present parses in full (atomic renames never expose a partial file)."""
-    if (out / "selected.jsonl").exists():
-        n = len([json.loads(x) for x in (out / "selected.jsonl").read_text().splitlines()])
-        if (out / "selected.parquet").exists():
-            assert pq.read_table(out / "selected.parquet").num_rows >= 0
-        assert n >= 0
-    if (out / "manifest.jsonl").exists():
-        rows = [json.loads(x)["row"] for x in (out / "manifest.jsonl").read_text().splitlines()]
-        assert rows == list(range(len(rows)))
+def exchange_works(folder: Path) -> bool:
+    a, b = folder / "probe_a", folder / "probe_b"
+    a.mkdir()
+    b.mkdir()
+    (a / "f").write_text("a")
+    ok = _io._exchange(a, b)
+    assert (b / "f").exists() == ok
+    shutil.rmtree(a)
+    shutil.rmtree(b)
+    return ok
 
 
 def test_curate_killed_at_each_commit_point(tmp_path: Path) -> None:
@@ -88,37 +106,59 @@ def test_curate_killed_at_each_commit_point(tmp_path: Path) -> None:
             for i in range(40)
         )
     )
-    out = tmp_path / "out"
+    out, ref = tmp_path / "out", tmp_path / "ref"
 
-    def curate(k: int, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
-        args = [str(pool), "--out", str(out), "--k", str(k), "--quiet", "--skip-stage", "correctness"]
-        return s1kit("curate", *args, kill_at=kill_at)
+    def curate(
+        folder: Path, k: int, kill_at: str | None = None, fallback: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        args = [str(pool), "--out", str(folder), "--k", str(k), "--quiet", "--skip-stage", "correctness"]
+        return s1kit(
+            "curate", *args, kill_at=kill_at, extra_env={_io.EXCHANGE_ENV: "0"} if fallback else None
+        )
 
-    assert curate(5).returncode == 0, curate(5).stderr
-    check_outputs(out)
-    old = snapshot(out)
+    for folder in (out, ref):  # a user's files, which every run must keep
+        (folder / "cache").mkdir(parents=True)
+        (folder / "notes.txt").write_text("my notes\n")
+        (folder / "cache" / "emb.npz").write_bytes(bytes(range(256)) * 4)
+    r = curate(ref, 9)
+    assert r.returncode == 0, r.stderr[-2000:]
+    new = state(ref)
+    r = curate(out, 5)
+    assert r.returncode == 0, r.stderr[-2000:]
+    old = state(out)
+    assert old != new and old.keys() == new.keys()
+    assert {"notes.txt", "cache/emb.npz", "selected.jsonl", "summary.json"} <= set(old)
 
-    # Killed before anything was replaced: the old complete set, byte for byte.
-    assert curate(9, "curate.commit").returncode == KILLED
-    check_outputs(out)
-    assert snapshot(out) == old
+    def siblings() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out."))
 
-    for point in ("manifest.jsonl", "selected.parquet", "summary.json"):
-        r = curate(9, point)
-        assert r.returncode == KILLED, (point, r.stderr[-2000:])
-        assert not (out / "summary.json").exists(), point  # no old record beside new files
-        files_are_whole(out)
-        with pytest.raises(DataError, match="did not finish"):
-            check_outputs(out)
-        with pytest.raises(DataError, match="did not finish"):
-            load_rows(str(out / "selected.jsonl"))  # the training loader refuses it too
-        # A rerun makes the folder complete again (the new set).
-        assert curate(9).returncode == 0
+    points = [(False, "curate.commit", old), (False, "out", old)]
+    if exchange_works(tmp_path):
+        points.append((False, "out.exchanged", new))
+    points += [(True, "curate.commit", old), (True, "out", old), (True, "out.moved", None)]
+    points.append((True, "out.replaced", new))
+    for fallback, point, want in points:
+        if state(out) != old:  # back to the old run's output
+            assert curate(out, 5).returncode == 0
+            assert state(out) == old
+        r = curate(out, 9, point, fallback)
+        assert r.returncode == KILLED, (point, fallback, r.stderr[-2000:])
+        if want is None:  # killed between the two renames of the fallback
+            assert not out.exists() and state(tmp_path / ".out.old") == old
+            assert state(tmp_path / ".out.partial") == new
+            with pytest.raises(DataError, match=r"previous content is in .*\.out\.old"):
+                check_outputs(out)
+            r = curate(out, 9, "curate.commit", fallback)  # the rerun moves the old folder back first
+            assert r.returncode == KILLED, r.stderr[-2000:]
+            want = old
+        assert state(out) == want, (point, fallback)
         check_outputs(out)
-        assert len((out / "selected.jsonl").read_text().splitlines()) == 9
-        assert len(load_rows(str(out / "selected.jsonl"))) == 9
-    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
-    assert all(p.endswith(".tmp") for p in leftovers), leftovers  # at most stray temporaries
+        assert len(load_rows(str(out / "selected.jsonl"))) == (5 if want is old else 9)
+    assert curate(out, 9).returncode == 0
+    check_outputs(out)
+    assert state(out) == new
+    assert siblings() == []  # a complete run leaves no staging or old folder behind
+    assert not [p.name for p in out.rglob(".*")]
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,14 @@ def test_summary_lists_its_files_and_a_mixed_folder_is_detected(tmp_path: Path) 
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["files"]) == ["manifest.jsonl", "selected.jsonl", "selected.parquet"]
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "no temporary file is left"
+    # A second run replaces the folder whole and keeps what else a user put there.
+    (out / "emb.npz").write_bytes(b"cache")
+    result, pool = _run(tmp_path, 3)
+    write_outputs(result, pool, out)  # type: ignore[arg-type]
+    check_outputs(out)
+    assert (out / "emb.npz").read_bytes() == b"cache"
+    assert len((out / "selected.jsonl").read_text().splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pool.jsonl"]
     # A selected.jsonl from another run next to this summary: not this run's output.
     (out / "selected.jsonl").write_text('{"question": "other"}\n')
     with pytest.raises(DataError, match=r"selected\.jsonl is not the file summary\.json records"):

@@ -41,6 +41,52 @@ def test_atomic_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
+def test_atomic_dir_fallback_and_recovery_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    with _io.atomic_dir(out) as d:
+        (d / "one").write_text("1")
+    monkeypatch.setenv(_io.EXCHANGE_ENV, "0")  # the two-rename path of systems without an exchange
+    with _io.atomic_dir(out) as d:
+        (d / "two").write_text("2")
+    assert [p.name for p in out.iterdir()] == ["two"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # What a kill between the two renames leaves: out missing, old aside, new staged.
+    (tmp_path / ".out.partial").mkdir()
+    (tmp_path / ".out.partial" / "three").write_text("3")
+    out.rename(tmp_path / ".out.old")
+    _io.recover_dir(out)
+    assert [p.name for p in out.iterdir()] == ["two"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(NotADirectoryError, match="must be a folder"), _io.atomic_dir(out / "two"):
+        pass
+
+
+def test_atomic_dir_of_a_symlink_replaces_its_target(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    with _io.atomic_dir(tmp_path / "link") as d:
+        (d / "f").write_text("x")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "f").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_carry_entries_links_files_and_copies_folders(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    dst.mkdir()
+    (src / "keep.npz").write_bytes(b"cache")
+    (src / "sub" / "x").write_text("x")
+    (src / "drop.jsonl").write_text("old output")
+    (src / "ln").symlink_to("keep.npz")
+    carried = _io.carry_entries(src, dst, lambda name: name.endswith(".jsonl"))
+    assert carried == ["keep.npz", "ln", "sub"]
+    assert (dst / "keep.npz").stat().st_ino == (src / "keep.npz").stat().st_ino  # a hard link
+    assert (dst / "sub" / "x").read_text() == "x" and os.readlink(dst / "ln") == "keep.npz"
+    assert not (dst / "drop.jsonl").exists()
+
+
 def test_marker_lists_files_and_detects_changes(tmp_path: Path) -> None:
     f = _io.write_text(tmp_path / "data.jsonl", "x\n")
     _io.write_marker(tmp_path / "done.json", {"n": 1}, {"data": f})

@@ -9,7 +9,6 @@ the same selection, manifest and table.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections import Counter
@@ -208,42 +207,37 @@ def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | Non
     return CurateResult(selected, manifest, method, notes)
 
 
-def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, Path]:
-    """Write ``selected.jsonl``, ``selected.parquet``, ``manifest.jsonl`` and, last, ``summary.json``.
+OUTPUT_FILES: tuple[str, ...] = ("selected.jsonl", "selected.parquet", "manifest.jsonl", SUMMARY_FILE)
 
-    Atomic as a set: every file is first written in full to a temporary file in ``out_dir``; then the
-    previous ``summary.json`` is removed, the new files are renamed into place and the new
-    ``summary.json`` (which lists each file's size and SHA-256) is written last. ``summary.json``
-    is the completion record: a folder without it, or whose files differ from what it lists, was
-    interrupted (see :func:`check_outputs`); a kill never leaves new files beside an old summary.
+
+def _not_carried(name: str) -> bool:
+    """The run's own outputs (rewritten) and their temporaries from older s1kit versions."""
+    return name in OUTPUT_FILES or any(
+        name.startswith(f".{f}.") and name.endswith(".tmp") for f in OUTPUT_FILES
+    )
+
+
+def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, Path]:
+    """Write ``selected.jsonl``, ``selected.parquet``, ``manifest.jsonl`` and ``summary.json`` into
+    ``out_dir``, replacing the previous run's set as a whole.
+
+    The complete new set is built in a staging folder beside ``out_dir`` (``.<name>.partial``), with
+    ``summary.json`` written last there; every other entry of the old ``out_dir`` (an embedding cache,
+    a user's notes, folders) is carried into it (hard links, or copies where the file system has
+    none). The staging folder then replaces ``out_dir`` in one step with :func:`s1kit._io.atomic_dir`:
+    on Linux file systems with ``renameat2(RENAME_EXCHANGE)`` a kill at any moment leaves ``out_dir``
+    exactly the old folder or exactly the new one. Elsewhere the swap is two renames: a kill between
+    them leaves ``out_dir`` missing and the old folder whole in ``.<name>.old``, which the next run
+    into ``out_dir`` moves back before anything else. ``summary.json`` is the completion record (it
+    lists each data file's size and SHA-256); see :func:`check_outputs`. ``out_dir``'s parent folder
+    must be writable.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "selected_jsonl": out_dir / "selected.jsonl",
-        "selected_parquet": out_dir / "selected.parquet",
-        "manifest": out_dir / "manifest.jsonl",
-        "summary": out_dir / SUMMARY_FILE,
-    }
     records = [r.to_record() for r in result.selected]
     columns = list(Row(row=0, file="", line=0).to_record())
     table = pa.Table.from_pylist(records, schema=None) if records else pa.table({c: [] for c in columns})
-    with contextlib.ExitStack() as stack:
-        tmp_jsonl = stack.enter_context(_io.atomic_path(paths["selected_jsonl"]))
-        tmp_parquet = stack.enter_context(_io.atomic_path(paths["selected_parquet"]))
-        tmp_manifest = stack.enter_context(_io.atomic_path(paths["manifest"]))
-        with tmp_jsonl.open("w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        pq.write_table(table, tmp_parquet)
-        result.manifest.write(tmp_manifest)
-        # The old completion record goes before any new file replaces an old one.
-        _io.kill_point("curate.commit")
-        paths["summary"].unlink(missing_ok=True)
-        _io.fsync_dir(out_dir)
-        # Leaving the stack renames the three files into place (in reverse order of entry).
     summary = {
         "input_rows": pool.num_input_rows,
         "selected": len(result.selected),
@@ -254,12 +248,32 @@ def write_outputs(result: CurateResult, pool: Pool, out_dir: Path) -> dict[str, 
             for s in result.manifest.stages
         ],
     }
-    _io.write_marker(paths["summary"], summary, {k: v for k, v in paths.items() if k != "summary"})
-    return paths
+    keys = ("selected_jsonl", "selected_parquet", "manifest", "summary")
+    with _io.atomic_dir(out_dir) as staging:
+        _io.carry_entries(Path(out_dir), staging, _not_carried)
+        new = {k: staging / name for k, name in zip(keys, OUTPUT_FILES, strict=True)}
+        with new["selected_jsonl"].open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        pq.write_table(table, new["selected_parquet"])
+        result.manifest.write(new["manifest"])
+        _io.write_marker(new["summary"], summary, {k: v for k, v in new.items() if k != "summary"})
+        _io.kill_point("curate.commit")  # the new set complete beside the old folder, nothing swapped
+    return {k: Path(out_dir) / name for k, name in zip(keys, OUTPUT_FILES, strict=True)}
 
 
 def check_outputs(out_dir: Path) -> None:
-    """Raise :class:`~s1kit.errors.DataError` unless ``out_dir`` holds one complete curate run."""
+    """Raise :class:`~s1kit.errors.DataError` unless ``out_dir`` holds one complete curate run: its
+    ``summary.json`` is present and readable, and every file it lists has the recorded size and
+    SHA-256. A missing ``out_dir`` with ``.<name>.old`` beside it is named as a swap that a kill
+    interrupted (rerun ``s1kit curate`` into it: the old folder is moved back first)."""
+    out_dir = Path(out_dir)
+    aside = out_dir.parent / f".{out_dir.name}.old"
+    if not out_dir.exists() and aside.is_dir():
+        raise DataError(
+            f"{out_dir}: missing, its previous content is in {aside} (a run was killed while replacing "
+            "the folder); rerun `s1kit curate` into it, which moves it back first"
+        )
     problems = _io.check_marker(Path(out_dir) / SUMMARY_FILE)
     if problems:
         raise DataError(

@@ -3,7 +3,8 @@
 
 Under FSDP every rank takes part in gathering the full state dict (offloaded to CPU); rank 0 writes.
 The folder is replaced as a whole (:func:`s1kit._io.atomic_dir`): a reader sees the previous export or
-the new one, never a mix.
+the new one, never a mix (where the file system lacks an atomic exchange, a kill between its two
+renames leaves ``hf/`` missing and the previous export whole in ``.hf.old``; see there).
 """
 
 from __future__ import annotations
