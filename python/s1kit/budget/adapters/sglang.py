@@ -33,6 +33,12 @@ parallel rank, each with its own identical state).
   replayed, never left with stale state.
 - **Watermarking** (``--enable-watermark``) replaces SGLang's sampler after the processors; the
   processor refuses to run under it (``RuntimeError``) rather than have its forced tokens resampled.
+- **Redirect flags read back**: where SGLang's request has ``customized_info`` (0.5.23: SGLang
+  returns it token-aligned in ``meta_info``), the processor keeps there, under
+  :data:`REDIRECT_INFO`, one entry per output token: 1 where an emitted redirect token stands for
+  the model's attempt to end thinking, else 0 (the entry of the token being sampled becomes an int
+  when SGLang serializes the output, so no extra device sync). Replaying the output ids with these
+  flags through the core (:mod:`s1kit.backends.sglang`) gives the row's exact accounting.
 - Order (SGLang 0.5.23): penalties, logit bias, min_new_tokens and the grammar mask (model runner),
   then custom processors (sampler), then temperature and top-k/p: budget forcing runs last, and a
   forced token wins over a grammar's mask, so send budget-forced requests without a grammar.
@@ -58,7 +64,27 @@ try:  # The adapter runs (and is tested) without SGLang; inside SGLang it is a r
 except ImportError:  # pragma: no cover - depends on the environment
     _SglangProcessor = object
 
-__all__ = ["KEY", "BudgetForcingLogitProcessor", "BudgetRegistry"]
+__all__ = ["KEY", "REDIRECT_INFO", "BudgetForcingLogitProcessor", "BudgetRegistry"]
+
+# The request's ``customized_info`` key holding the per-token redirect flags (see the module doc).
+REDIRECT_INFO = "s1kit_redirect"
+_NO_INFO = object()
+
+
+class _PendingFlag:
+    """The redirect flag of the token being sampled: still on the device when it is recorded; an
+    int once read (``int()``) or pickled (SGLang pickles outputs after the step, when it is known)."""
+
+    __slots__ = ("_flags_N", "_i")
+
+    def __init__(self, flags_N: torch.Tensor, i: int) -> None:
+        self._flags_N, self._i = flags_N, i
+
+    def __int__(self) -> int:
+        return int(self._flags_N[self._i])
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        return (int, (int(self),))
 
 
 def _temperature(req: Any) -> float:
@@ -212,7 +238,23 @@ class BudgetRegistry:
                 sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,
             )  # fmt: skip
             self._taken.record(governed, taken)
+            self._report(governed, taken)
             return logits_BV
+
+    def _report(self, slots: np.ndarray, taken_N: torch.Tensor) -> None:
+        """Keep each request's flags in its ``customized_info`` (entry ``k``: output token ``k``)."""
+        for i, s in enumerate(slots.tolist()):
+            req = self._req[s]
+            info: Any = getattr(req, "customized_info", _NO_INFO)
+            if info is _NO_INFO:  # an SGLang release without per-request customized_info
+                continue
+            if info is None:
+                info = req.customized_info = {}
+            entries = info.setdefault(REDIRECT_INFO, [])
+            fed = self._flags[s]  # the flags of the output tokens fed so far, in order
+            del entries[len(fed) :]  # last step's pending flag (now in fed), or entries of a replay
+            entries.extend(fed[len(entries) :])
+            entries.append(_PendingFlag(taken_N, i))
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:
         """The core's state of request ``rid`` (None when unknown or freed)."""
