@@ -98,11 +98,8 @@ def test_flags_land_in_real_requests_and_replay_to_the_processors_row() -> None:
         proc(torch.zeros(1, V), params)  # feeds the last token: the registry's row is complete
         state = registry.row_state(req.rid)
         assert state is not None
-        n, acc, _ = replay(spec, prompt(r), list(req.output_ids), flags)
-        assert (
-            acc["extensions_used"] == state["extensions_used"]
-            and acc["forced_tokens"] == state["forced_tokens"]
-        )
+        _, acc, _ = replay(spec, prompt(r), list(req.output_ids), flags)
+        assert acc == {k: state[k] for k in acc}, f"request {r}"
         checked += sum(flags)
     assert checked > 0, "no redirect was taken: the flags were not exercised"
 
