@@ -38,3 +38,12 @@ else
     echo "vllm_forcing skipped: S1KIT_VLLM_MODEL (a local small reasoning model) is not set" | tee "$out/vllm_forcing.txt"
   fi
 fi
+# SGLang with s1kit budget forcing, end to end (issue 14): `--engine sglang` on a tiny saved model
+# must give s1kit's engine's tokens and accounting (tests/engines/cross_engine.py). The image has no
+# SGLang: carry a venv with SGLang 0.5.23 and point S1KIT_SGLANG_PYTHON at its python.
+spy="${S1KIT_SGLANG_PYTHON:-python3}"
+if ! "$spy" -c "import sglang" 2>/dev/null; then
+  echo "SGLang part skipped: $spy cannot import sglang (set S1KIT_SGLANG_PYTHON to a python with SGLang 0.5.23)" | tee "$out/sglang.txt"
+else
+  timeout 400 "$spy" -m pytest -q -rs -p no:cacheprovider tests/engines/test_sglang_backend.py tests/engines/test_sglang_engine.py 2>&1 | tee "$out/sglang_tests.log"
+fi

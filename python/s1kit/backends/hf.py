@@ -12,9 +12,12 @@ criterion, not by ``generate``'s own (one per call) settings:
   rows with ``temperature > 0`` a logits processor draws the token with s1kit's own counter-based
   sampler (:func:`s1kit.generate.sampling.sample`: temperature, top-k, top-p; the uniform of token
   ``k`` is a hash of ``(seed, k)``) and leaves that row one finite score, which ``generate``'s greedy
-  pick emits. So a request's ``seed`` maps to exactly the stream s1kit's own engine draws for it (the
-  same seed folding and counter), whatever else is in the batch; ``seed=None`` draws a fresh random
-  seed per request. Greedy rows take the argmax (first on ties, as ``torch.argmax``).
+  pick emits. So a request's ``seed`` maps to the stream s1kit's own engine draws for it (the same
+  seed folding and counter), whatever else is in the batch: each row is drawn in its own way
+  (through the sorted top-k/top-p path only if it filters); s1kit's engine draws all sampled rows of
+  a step through that path once one of them filters, so there the streams agree when the sampled
+  rows all filter or all do not. ``seed=None`` draws a fresh random seed per request. Greedy rows
+  take the argmax (first on ties, as ``torch.argmax``).
 - **Budget forcing** (:class:`s1kit.budget.adapters.hf.HFBudgetForcing`, mask mode, greedy rule)
   runs after the sampler: on a sampled row it sees one finite score, so it forces, or replaces an
   end attempt, exactly as override mode does after sampling. Greedy and seeded streams and their
@@ -26,6 +29,11 @@ criterion, not by ``generate``'s own (one per call) settings:
   the decoded tail ("stop", cut from the text); ``max_new_tokens`` or ``max_len`` ("length"). A
   row's accounting is read from the processor's row when the row ends, before ``generate`` appends
   pad tokens to it; pads after a row's end are never fed to its budget row.
+
+Loading (``load``): ``AutoModelForCausalLM.from_pretrained`` on ``--device`` (default CUDA when
+available) in ``--dtype`` ("auto": bfloat16 on CUDA, float32 on CPU, as s1kit's engine);
+``--engine-args`` pass to ``from_pretrained`` (``dtype``, ``torch_dtype`` and ``device_map`` are
+refused: use ``--dtype`` / ``--device``); ``--tensor-parallel-size`` must be 1.
 
 Throughput fields: ``prefill_tokens_per_s`` is the call's prompt tokens over the time to its first
 scores; ``decode_tokens_per_s`` a row's tokens after the first over the time from then to its end.
