@@ -17,7 +17,7 @@ end-of-thinking token ``<|im_start|>`` and ``</think>`` take over the output row
 the plain model emits most, so greedy thinking tries to end at prompt-dependent points: caps,
 extensions and early ends all happen. :func:`cross_engine_requests` asks for five problems under
 each setting of :data:`SETTINGS` (a thinking cap alone: truncation; cap + 1 and + 2 extensions;
-minimum thinking; an answer cap; a stop string; no budget at all); :func:`assert_exercised` checks
+minimum thinking; an answer cap; a stop string; a 5-token limit; no budget at all); :func:`assert_exercised` checks
 that the reference run really reached a cap, used two extensions and ended in every way asked for.
 """
 
@@ -50,6 +50,7 @@ SETTINGS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
     "min_think": (dict(max_thinking_tokens=30, min_thinking_tokens=24, num_extensions=1), {}),
     "answer_cap": (dict(max_thinking_tokens=20, num_extensions=2, max_answer_tokens=5), {}),
     "stop_string": (dict(max_thinking_tokens=30, num_extensions=2), dict(stop=("Final",))),
+    "token_limit": (dict(max_thinking_tokens=30, num_extensions=2), dict(max_new_tokens=5)),
     "no_budget": (None, dict(max_new_tokens=24)),
 }
 COMPARED = (
@@ -165,6 +166,8 @@ def assert_exercised(results: Sequence[Result]) -> None:
         "no answer cap"
     )
     assert any(r.finish_reason == "stop" for r in of("stop_string")), "the stop string never matched"
+    # Rows cut by their own token limit while others run on: nothing after the cut may count.
+    assert any(r.finish_reason == "length" and len(r.token_ids) == 5 for r in of("token_limit")), "no cut"
     assert all(r.forced_tokens == 0 for r in of("no_budget")), "a request without budget was forced"
 
 
