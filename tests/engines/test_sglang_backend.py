@@ -135,3 +135,29 @@ def test_end_to_end_equals_s1kits_engine(tmp_path: Path) -> None:
         check_backend_against_own(backend, tmp_path)
     finally:
         backend.close()
+
+
+def test_the_processor_refuses_sglangs_overlap_scheduler_without_delayed_sampling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under the overlap scheduler SGLang samples before the previous token reaches output_ids."""
+    from types import SimpleNamespace
+
+    import sglang.srt.runtime_context as rc
+
+    from s1kit.budget.adapters import sglang as adapter
+
+    proc = adapter.BudgetForcingLogitProcessor()
+    proc.registry = adapter.BudgetRegistry(capacity=2)
+    params = [{}]  # a row without a budget: nothing else is needed to reach the check
+    for env, disabled, refused in (("0", False, True), ("1", False, False), ("0", True, False)):
+        monkeypatch.setattr(adapter, "_LAGS", None)
+        monkeypatch.setenv("SGLANG_ENABLE_DELAY_SAMPLE", env)
+        monkeypatch.setattr(
+            rc, "get_schedule", lambda d=disabled: SimpleNamespace(disable_overlap_schedule=d)
+        )
+        if refused:
+            with pytest.raises(RuntimeError, match="SGLANG_ENABLE_DELAY_SAMPLE=1"):
+                proc(torch.zeros(1, V), params)
+        else:
+            proc(torch.zeros(1, V), params)

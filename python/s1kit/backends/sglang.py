@@ -3,7 +3,10 @@
 The engine is ``sglang.Engine(model_path=MODEL, tp_size=..., dtype=..., context_length=max_model_len,
 mem_fraction_static=gpu_memory_utilization, enable_custom_logit_processor=True, **engine_args)``
 (:func:`engine_kwargs`; named options left unset are SGLang's defaults, and an ``--engine-args`` key
-that one of them sets is refused). A batch of requests is **one** ``Engine.generate`` call
+that one of them sets is refused). Unless ``--engine-args`` disables SGLang's overlap scheduler,
+``SGLANG_ENABLE_DELAY_SAMPLE=1`` is set in the environment (if unset) before the engine starts: the
+budget processor needs each request's previous token before it masks the next (see
+:mod:`s1kit.budget.adapters.sglang`, "Overlap scheduling"). A batch of requests is **one** ``Engine.generate`` call
 (:func:`generate_kwargs`): ``input_ids`` per request, SGLang sampling params per request
 (:func:`sampling_params`: ``max_new_tokens`` bounded by ``max_len`` minus the prompt, temperature,
 ``top_p``, ``top_k`` (0 sent as -1), ``sampling_seed``, ``stop``, ``stop_token_ids`` plus the spec's EOS
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -287,6 +291,10 @@ def load(model: str, options: EngineOptions) -> SGLangBackend:
     if not eos:
         config = AutoConfig.from_pretrained(model)
         eos = sorted(set(_as_ids(config.eos_token_id) + _as_ids(getattr(tokenizer, "eos_token_id", None))))
+    if not kwargs.get("disable_overlap_schedule"):
+        # The budget processor needs each request's previous token before it masks the next: with the
+        # overlap scheduler, SGLang must delay sampling until the previous step is processed.
+        os.environ.setdefault("SGLANG_ENABLE_DELAY_SAMPLE", "1")
     engine = sglang.Engine(**kwargs)
     return SGLangBackend(
         engine, tokenizer, eos_token_ids=eos, max_batch=options.max_batch, max_len=kwargs["context_length"]

@@ -3,7 +3,7 @@
 Start the server with custom logit processors enabled, and send the processor and the spec with
 each request (SGLang ships the processor class as a serialized string)::
 
-    python -m sglang.launch_server --model-path MODEL --enable-custom-logit-processor
+    SGLANG_ENABLE_DELAY_SAMPLE=1 python -m sglang.launch_server --model-path MODEL --enable-custom-logit-processor
 
     from s1kit.budget.adapters.params import KEY, spec_to_params
     from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor
@@ -39,6 +39,11 @@ parallel rank, each with its own identical state).
   the model's attempt to end thinking, else 0 (the entry of the token being sampled becomes an int
   when SGLang serializes the output, so no extra device sync). Replaying the output ids with these
   flags through the core (:mod:`s1kit.backends.sglang`) gives the row's exact accounting.
+- **Overlap scheduling**: SGLang's overlap scheduler (on by default) samples a step before it
+  appends the previous step's tokens to the requests, so the processor would see ``output_ids`` one
+  token behind and force one token late. The processor refuses to run under it (``RuntimeError``,
+  first call) unless ``SGLANG_ENABLE_DELAY_SAMPLE=1`` is set (sampling then waits for the previous
+  step, as SGLang does for grammars; the overlap stays) or ``--disable-overlap-schedule`` is given.
 - Order (SGLang 0.5.23): penalties, logit bias, min_new_tokens and the grammar mask (model runner),
   then custom processors (sampler), then temperature and top-k/p: budget forcing runs last, and a
   forced token wins over a grammar's mask, so send budget-forced requests without a grammar.
@@ -289,7 +294,37 @@ class BudgetForcingLogitProcessor(_SglangProcessor):
                 "s1kit budget forcing does not run with SGLang's --enable-watermark: the watermarking "
                 "sampler would resample forced tokens; start the server without it"
             )
+        if _overlap_lags():
+            raise RuntimeError(
+                "s1kit budget forcing needs each request's previous token before it masks the next, and "
+                "SGLang's overlap scheduler samples before it processes the previous step (output_ids one "
+                "token behind); start SGLang with SGLANG_ENABLE_DELAY_SAMPLE=1 (keeps the overlap; "
+                "sampling waits for the previous step, as SGLang does for grammars) or with "
+                "--disable-overlap-schedule"
+            )
         return self.registry.process(logits, custom_param_list)
+
+
+_LAGS: bool | None = None
+
+
+def _overlap_lags() -> bool:
+    """Whether SGLang samples a step before the previous step's token reaches its requests (0.5.23:
+    the overlap scheduler without ``SGLANG_ENABLE_DELAY_SAMPLE``); read once per process."""
+    global _LAGS
+    if _LAGS is None:
+        try:
+            from sglang.srt.environ import envs
+            from sglang.srt.runtime_context import get_schedule
+        except ImportError:  # other SGLang releases: not known to lag
+            _LAGS = False
+            return _LAGS
+        try:
+            overlap = not get_schedule().disable_overlap_schedule
+        except Exception:  # no server context (the processor driven outside a server): not cached
+            return False
+        _LAGS = overlap and not envs.SGLANG_ENABLE_DELAY_SAMPLE.get()
+    return _LAGS
 
 
 def _watermark_on() -> bool:
