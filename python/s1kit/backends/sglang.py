@@ -297,7 +297,11 @@ def load(model: str, options: EngineOptions) -> SGLangBackend:
         os.environ.setdefault("SGLANG_ENABLE_DELAY_SAMPLE", "1")
     engine = sglang.Engine(**kwargs)
     return SGLangBackend(
-        engine, tokenizer, eos_token_ids=eos, max_batch=options.max_batch, max_len=kwargs["context_length"]
+        engine,
+        tokenizer,
+        eos_token_ids=eos,
+        max_batch=options.max_batch,
+        max_len=min(options.max_len, int(kwargs["context_length"])),  # a request's prompt + output
     )
 
 
