@@ -127,6 +127,18 @@ def test_seeded_sampling_is_reproducible_whatever_the_batch(tok, prompts):
     assert top1[0].token_ids == greedy
 
 
+def test_an_unfiltered_seeded_row_ignores_a_filtering_batch_mate(tok, prompts):
+    """A batch-mate with top-k/top-p switches the step to the sorted draw; rows without filters must
+    still draw as they do alone (they did not, before: every sampled row drew in sorted order)."""
+    hf = tiny_hf_model("llama", tok, seed=4)
+    eng = Engine(hf, tok, max_batch=8, max_len=128)
+    plain = SamplingParams(temperature=1.0, seed=77, max_new_tokens=25)
+    alone = eng.generate([Request(prompts[1], plain)])[0].token_ids
+    filtering = Request(prompts[0], SamplingParams(temperature=1.0, top_k=5, seed=3, max_new_tokens=25))
+    mixed = eng.generate([filtering, Request(prompts[1], plain)])
+    assert mixed[1].token_ids == alone
+
+
 def test_sampling_follows_the_distribution():
     """Inverse-CDF draws from the counter hash match the probabilities (chi-square, 4 tokens)."""
     logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]])).expand(20000, 4)

@@ -95,11 +95,13 @@ def sample(
     t_B1 = torch.where(temperature_B > 0, temperature_B, 1.0).unsqueeze(-1)
     scaled_BV = logits_BV.float() / t_B1
     u_B = counter_uniform(seed_B, counter_B)
+    drawn_B = _inverse_cdf(scaled_BV.softmax(-1), u_B)
     if mode == SamplingMode.FILTERED:
+        # Only rows that filter draw in sorted order: an unfiltered row draws exactly as in SAMPLE
+        # mode, so its tokens do not depend on whether a batch-mate uses top-k or top-p.
         probs_BV, order_BV = filter_sorted(scaled_BV, top_p_B, top_k_B)
-        drawn_B = order_BV.gather(-1, _inverse_cdf(probs_BV, u_B).unsqueeze(-1)).squeeze(-1)
-    else:
-        drawn_B = _inverse_cdf(scaled_BV.softmax(-1), u_B)
+        filtered_B = order_BV.gather(-1, _inverse_cdf(probs_BV, u_B).unsqueeze(-1)).squeeze(-1)
+        drawn_B = torch.where((top_k_B > 0) | (top_p_B < 1.0), filtered_B, drawn_B)
     return torch.where(temperature_B > 0, drawn_B, greedy_B)
 
 
