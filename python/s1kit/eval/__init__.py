@@ -1,7 +1,7 @@
 """Evaluation: benchmark loaders, answer grading, test-time-scaling methods, metrics and reports.
 
-Files: ``grading.py`` (extract_answer, is_equivalent, grade_batch), ``grading_pool.py`` (the
-hang-proof parallel grader), ``tasks.py`` (AIME24/25, AMC23, MATH500, GPQA Diamond), ``methods.py`` (the
+Files: ``grading/`` (extract_answer, is_equivalent, grade_batch, the hang-proof parallel grader; its
+docstring names each module), ``tasks.py`` (AIME24/25, AMC23, MATH500, GPQA Diamond), ``methods.py`` (the
 sweeps of each test-time-scaling method), ``runner.py`` (generation through s1kit.generate, resumable
 JSONL), ``metrics.py`` (Control, Scaling, Performance, Budget error), ``report.py`` (tables, figure,
 samples), ``cli.py`` (``s1kit eval``).
