@@ -225,7 +225,8 @@ def write_report(out_dir: Path) -> dict[str, Path]:
     lines = [
         "# s1kit evaluation report",
         "",
-        f"Model: `{run.get('model', '?')}`; tasks: {', '.join(run.get('tasks', []))}; "
+        f"Model: `{run.get('model', '?')}`; engine {run.get('engine', 's1kit')}, "
+        f"{run.get('forcing', 'inloop')} forcing; tasks: {', '.join(run.get('tasks', []))}; "
         f"methods: {', '.join(run['methods'])}; seed {run.get('seed')}; style {run.get('style')}.",
         f"Generations stored: {len(records)}.",
         "",
