@@ -89,6 +89,8 @@ def test_reprompt_agrees_with_inloop_token_for_token(setup: Any, name: str) -> N
         assert cb.engine_calls >= 1 + b.extensions_used or b.finish_reason == "length"
         assert cb.prefill_tokens >= cb.engine_calls * len(p)
         assert (cb.prefill_tokens > len(p)) == (cb.engine_calls > 1)
+        if b.finish_reason == "eos":  # N + 1 thinking stretches, then the answer
+            assert cb.engine_calls == b.extensions_used + 2
     # Every call is a plain request (no spec reaches the engine) whose prompt is the original prompt
     # plus the token ids emitted before it: re-prompting never re-tokenizes text.
     final = {tuple(p): b.token_ids for p, (b, _) in zip(prompts, again, strict=True)}

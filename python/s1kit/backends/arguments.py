@@ -67,8 +67,8 @@ def add_engine_arguments(
         "--dtype",
         choices=DTYPES,
         default="auto",
-        help="weights and activations (auto: bfloat16 on CUDA, float32 on CPU for s1kit; the model's "
-        "own for vllm/sglang)",
+        help="weights and activations (default: auto, the engine's own choice: bfloat16 on CUDA and "
+        "float32 on CPU for s1kit, dtype='auto' for vllm/sglang)",
     )
     g.add_argument("--max-batch", type=int, default=16, help="requests decoded at once (default: 16)")
     g.add_argument("--max-len", type=int, default=max_len_default, help=max_len_help)
@@ -92,8 +92,8 @@ def add_engine_arguments(
         type=_json_object,
         default={},
         metavar="JSON",
-        help="further keyword arguments for the engine's constructor, as a JSON object "
-        "(vllm.LLM / sglang.Engine); a key also set by a flag above is refused",
+        help="further keyword arguments for the engine's constructor (vllm, sglang), as a JSON object; a "
+        "key also set by a flag above is refused",
     )
     g.add_argument(
         "--base-url", default=None, help="the OpenAI-compatible server (openai), e.g. http://host:8000/v1"

@@ -32,13 +32,14 @@ agrees token for token with ``inloop`` (the test compares them on greedy decodin
 - ``max_new_tokens`` bounds everything generated, forced tokens included (the reference gives the
   answer call its own full limit).
 
-Cost: call k of a row prefills the prompt plus all tokens generated before it, so a row with N
-extensions prefills its prompt N + 2 times (N + 1 when it never reaches a forced answer) where in-loop
-prefills it once. :class:`Cost` returns the prefilled tokens and engine calls per request. Supported
-specs: ``grace_tokens == 0``, one-token ``think_end`` and ``answer_stop`` spellings (as the s1 and
-think-tags delimiters are), prompts that end inside thinking; others raise ``ValueError``. A request
-without a spec, or whose spec can force nothing, goes to the engine once as with ``inloop``. Sampling
-reuses the request's seed on every call, so only greedy decoding is expected to agree with ``inloop``.
+Cost: call k of a row prefills the prompt plus all tokens generated before it. A row with N extensions
+takes N + 2 calls (N + 1 thinking stretches, then the answer; fewer when a limit ends it first) and
+prefills its prompt that many times, where in-loop prefills it once. :class:`Cost` returns the prefilled
+tokens and engine calls per request. Supported specs: ``grace_tokens == 0``, one-token ``think_end`` and
+``answer_stop`` spellings (as the s1 and think-tags delimiters are), prompts that end inside thinking;
+others raise ``ValueError``. A request without a spec, or whose spec can force nothing, goes to the
+engine once as with ``inloop``. Sampling reuses the request's seed on every call, so only greedy
+decoding is expected to agree with ``inloop``.
 """
 
 from __future__ import annotations
