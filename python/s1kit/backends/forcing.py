@@ -17,6 +17,10 @@ inside its decode loop. The prompt is prefilled once.
    call (capped by ``max_answer_tokens``); a model that ends its thinking itself continues into its
    answer the same way, without anything forced.
 
+It relies on the :class:`Backend` contract of :class:`~s1kit.generate.Result`: a request stopped by
+one of its ``stop_token_ids`` returns that token as the last of its ``token_ids`` (checked on s1kit's
+engine and on vLLM's CPU build, tests/engines/test_vllm_reprompt.py).
+
 Where it matches the reference (``simplescaling/s1`` README "vLLM with budget forcing" and its
 lm-evaluation-harness fork): stop at the end-of-thinking token, append "Wait" and generate again with the
 thinking budget left, force the answer delimiter and "Final Answer:" when the budget runs out, one engine
