@@ -12,7 +12,10 @@ engine that is not installed costs nothing until asked for, and then fails with
 :class:`EngineNotInstalled`, naming the extra to install.
 
 Where each concern lives: ``base.py`` the interface and options; ``own.py`` s1kit's engine
-(``--engine s1kit``, the default). Every other backend has a module of its own next to them.
+(``--engine s1kit``, the default); ``forcing.py`` how budget forcing runs on any backend (``inloop``,
+or ``reprompt``: s1's way, one engine call per extension) and what each request cost (prefilled
+tokens, engine calls); ``arguments.py`` the engine flags of ``s1kit eval`` / ``s1kit generate`` and
+their mapping onto :class:`EngineOptions`. Every other backend has a module of its own next to them.
 """
 
 from __future__ import annotations

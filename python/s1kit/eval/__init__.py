@@ -1,10 +1,13 @@
 """Evaluation: benchmark loaders, answer grading, test-time-scaling methods, metrics and reports.
 
-Files: ``grading.py`` (extract_answer, is_equivalent, grade_batch), ``grading_pool.py`` (the
-hang-proof parallel grader), ``tasks.py`` (AIME24/25, AMC23, MATH500, GPQA Diamond), ``methods.py`` (the
-sweeps of each test-time-scaling method), ``runner.py`` (generation through s1kit.generate, resumable
-JSONL), ``metrics.py`` (Control, Scaling, Performance, Budget error), ``report.py`` (tables, figure,
-samples), ``cli.py`` (``s1kit eval``).
+Files: ``grading/`` (extract_answer, is_equivalent, grade_batch, the hang-proof parallel grader; its
+docstring names each module), ``tasks.py`` (AIME24/25, AMC23, MATH500, GPQA Diamond), ``methods.py`` (the
+sweeps of each test-time-scaling method), ``samples.py`` (**the samples JSONL schema**:
+:class:`~s1kit.eval.samples.SampleRecord`, documented field by field, and the resumable store),
+``runner.py`` (generation on any :class:`s1kit.backends.Backend`, in-loop or re-prompted forcing,
+grading, records), ``metrics.py`` (Control, Scaling, Performance, Budget error), ``report.py`` (tables,
+figure, samples), ``cli.py`` (``s1kit eval``; it loads the engine ``--engine`` names, this package
+names none).
 
 Importing this package is light (no torch): grading is usable by curation without the decode stack.
 """

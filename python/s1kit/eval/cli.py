@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s1kit import _io
+from s1kit.backends.arguments import add_engine_arguments, engine_options, options_record
 from s1kit.budget.delimiters import add_delimiter_arguments, delimiters_from_args
 from s1kit.errors import ConfigError
 
@@ -30,7 +31,11 @@ _FIXED = (
     "temperature",
     "sample_temperature",
     "max_answer_tokens",
+    "engine",
+    "forcing",
 )
+# What a run.json from before a setting was stored had: the setting's value then.
+_BEFORE_STORED: dict[str, Any] = {"engine": "s1kit", "forcing": "inloop"}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -47,7 +52,10 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", required=True, help="Hugging Face model directory (config, safetensors, tokenizer)"
+        "--model",
+        required=True,
+        help="Hugging Face model directory (config, safetensors, tokenizer) or hub name; with --engine "
+        "openai, the served model's name",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (rerun into it to resume)")
     p.add_argument(
@@ -86,10 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpqa-path", type=Path, default=None, help="GPQA Diamond CSV/JSONL (the hub set is gated)"
     )
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--max-batch", type=int, default=16)
-    p.add_argument(
-        "--max-len", type=int, default=None, help="cache length (default: prompt room + max new tokens)"
+    add_engine_arguments(
+        p,
+        device_default=None,
+        max_len_default=None,
+        max_len_help="prompt plus generated tokens per request (default: 2048 prompt tokens + "
+        "--max-new-tokens)",
     )
     p.add_argument(
         "--chunk-size",
@@ -103,22 +113,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-only", action="store_true", help="rewrite the report from stored samples")
 
 
-def _check_run_file(out: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``run`` with an existing run.json, refusing changes that would mix incompatible samples."""
+def _old_run(out: Path) -> dict[str, Any] | None:
     path = out / "run.json"
-    if not path.is_file():
-        return run
-    old = json.loads(path.read_text(encoding="utf-8"))
-    for k in _FIXED:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _refuse_changes(out: Path, old: dict[str, Any], run: dict[str, Any], keys: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` if ``run`` changes one of ``keys`` against the stored ``old`` run."""
+    for k in keys:
         if k == "delimiters" and k not in old:
             continue  # a run from before delimiters were stored: its style says what they were
-        a = old.get(k) if k in old else old.get("sweep", {}).get(k)
+        a = old.get(k) if k in old else old.get("sweep", {}).get(k, _BEFORE_STORED.get(k))
         b = run.get(k) if k in run else run["sweep"].get(k)
         if a != b:
             raise ConfigError(
                 f"{out} holds a run with {k}={a!r}, this one has {k}={b!r}: reuse the same value to resume, "
                 "or write to another --out"
             )
+
+
+def _check_run_file(out: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``run`` with an existing run.json, refusing changes that would mix incompatible samples."""
+    old = _old_run(out)
+    if old is None:
+        return run
+    _refuse_changes(out, old, run, _FIXED)
     merged = dict(run)
     merged["tasks"] = list(dict.fromkeys([*old.get("tasks", []), *run["tasks"]]))
     merged["methods"] = list(dict.fromkeys([*old.get("methods", []), *run["methods"]]))
@@ -139,11 +158,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {paths['report_md']}")
         return 0
 
-    import torch
-
+    from s1kit.backends import load_backend
     from s1kit.eval.runner import EvalRunner, RunConfig
     from s1kit.eval.tasks import is_task_file, load_file_task, load_task
-    from s1kit.generate import Engine
 
     methods = check_methods(args.methods)
     sweep_cfg = SweepConfig(
@@ -170,41 +187,49 @@ def run(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 seed=args.seed,
             )
-    from transformers import AutoTokenizer
-
-    delimiters = delimiters_from_args(AutoTokenizer.from_pretrained(args.model), args)
-    print(f"s1kit eval: {delimiters.describe()}")
-    record = {
-        "model": str(Path(args.model).resolve()),
-        "tasks": list(problems),
-        "methods": methods,
-        "seed": args.seed,
-        "style": delimiters.style,
-        "delimiters": delimiters.to_record(),
-        "limit": args.limit,
-        "sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sweep_cfg).items()},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    record = _check_run_file(out, record)
-    _io.write_text(out / "run.json", json.dumps(record, indent=2))
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # Refuse another engine or forcing before loading one (the other settings need its tokenizer).
+    old = _old_run(out)
+    if old is not None:
+        _refuse_changes(out, old, {"engine": args.engine, "forcing": args.forcing}, ("engine", "forcing"))
     longest_prompt = 2048  # chat template + the longest benchmark question, with room to spare
-    max_len = args.max_len or longest_prompt + args.max_new_tokens
-    engine = Engine.from_pretrained(args.model, device=device, max_batch=args.max_batch, max_len=max_len)
-    runner = EvalRunner(
-        engine,
-        out,
-        sweep_cfg,
-        RunConfig(
-            style=delimiters.style,
-            delimiters=delimiters,
-            seed=args.seed,
-            chunk_size=args.chunk_size,
-            grading_workers=args.grading_workers,
-        ),
-    )
-    produced = runner.run(problems, methods, progress=not args.no_progress)
+    options = engine_options(args, max_len=args.max_len or longest_prompt + args.max_new_tokens)
+    backend = load_backend(args.engine, str(args.model), options)
+    try:
+        delimiters = delimiters_from_args(backend.tokenizer, args)
+        print(f"s1kit eval: {delimiters.describe()}; engine {backend.name}, forcing {args.forcing}")
+        model_path = Path(args.model)
+        record = {
+            "model": str(model_path.resolve()) if model_path.exists() else str(args.model),
+            "engine": args.engine,
+            "forcing": args.forcing,
+            "engine_options": options_record(options),
+            "tasks": list(problems),
+            "methods": methods,
+            "seed": args.seed,
+            "style": delimiters.style,
+            "delimiters": delimiters.to_record(),
+            "limit": args.limit,
+            "sweep": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sweep_cfg).items()},
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        record = _check_run_file(out, record)
+        _io.write_text(out / "run.json", json.dumps(record, indent=2))
+        runner = EvalRunner(
+            backend,
+            out,
+            sweep_cfg,
+            RunConfig(
+                style=delimiters.style,
+                delimiters=delimiters,
+                seed=args.seed,
+                chunk_size=args.chunk_size,
+                grading_workers=args.grading_workers,
+                forcing=args.forcing,
+            ),
+        )
+        produced = runner.run(problems, methods, progress=not args.no_progress)
+    finally:
+        backend.close()
     paths = write_report(out)
     print(f"{produced} new generations; report: {paths['report_md']}; figure: {paths['figure_png']}")
     return 0

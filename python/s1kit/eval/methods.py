@@ -30,7 +30,9 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+from s1kit.eval.samples import SampleRecord
 
 METHODS: tuple[str, ...] = (
     "budget_forcing",
@@ -108,6 +110,19 @@ class Setting:
     control_unit: str = "tokens"
     token_budget: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+class Outcome(TypedDict):
+    """A problem's outcome at one sweep point (:func:`select_outcome`)."""
+
+    correct: bool
+    extracted: str | None
+    thinking_tokens: int
+    answer_tokens: int
+    forced_tokens: int
+    steps: int
+    generations: int  # how many generations were used (tries, votes)
+    record: SampleRecord  # a representative generation
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -242,7 +257,7 @@ def _answer_key(answer: str | None) -> str | None:
     return None if answer is None else re.sub(r"\s+", "", answer)
 
 
-def needs_more(setting: Setting, records: Sequence[dict[str, Any]]) -> bool:
+def needs_more(setting: Setting, records: Sequence[SampleRecord]) -> bool:
     """Whether a problem needs another generation at this setting, given its stored ones (in order)."""
     if len(records) >= setting.samples:
         return False
@@ -251,14 +266,13 @@ def needs_more(setting: Setting, records: Sequence[dict[str, Any]]) -> bool:
     return True
 
 
-def _fits(setting: Setting, record: dict[str, Any]) -> bool:
+def _fits(setting: Setting, record: SampleRecord) -> bool:
     return setting.token_budget is not None and int(record["thinking_tokens"]) <= setting.token_budget
 
 
-def select_outcome(setting: Setting, records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def select_outcome(setting: Setting, records: Sequence[SampleRecord]) -> Outcome | None:
     """A problem's outcome at ``setting`` from its generations (in index order), or ``None`` if it has
-    none yet. Keys: ``correct``, ``extracted``, ``thinking_tokens``, ``answer_tokens``,
-    ``forced_tokens``, ``steps``, ``generations`` (how many were used), ``record`` (a representative)."""
+    none yet (an :class:`Outcome`: majority voting sums the token counts of the votes it used)."""
     if not records:
         return None
     if setting.method == "majority_voting":
@@ -277,7 +291,7 @@ def select_outcome(setting: Setting, records: Sequence[dict[str, Any]]) -> dict[
             "thinking_tokens": sum(int(r["thinking_tokens"]) for r in used),
             "answer_tokens": sum(int(r["answer_tokens"]) for r in used),
             "forced_tokens": sum(int(r["forced_tokens"]) for r in used),
-            "steps": sum(int(r.get("steps", 0)) for r in used),
+            "steps": sum(int(r["steps"]) for r in used),
             "generations": len(used),
             "record": rep,
         }
@@ -292,7 +306,7 @@ def select_outcome(setting: Setting, records: Sequence[dict[str, Any]]) -> dict[
         "thinking_tokens": int(rep["thinking_tokens"]),
         "answer_tokens": int(rep["answer_tokens"]),
         "forced_tokens": int(rep["forced_tokens"]),
-        "steps": int(rep.get("steps", 0)),
+        "steps": int(rep["steps"]),
         "generations": n_used,
         "record": rep,
     }

@@ -19,8 +19,8 @@ from typing import Any
 from s1kit import _io
 from s1kit.errors import DataError
 from s1kit.eval import metrics
-from s1kit.eval.methods import Setting, SweepConfig, generation_key, select_outcome, sweep
-from s1kit.eval.runner import group_records, read_samples
+from s1kit.eval.methods import Outcome, Setting, SweepConfig, generation_key, select_outcome, sweep
+from s1kit.eval.samples import SampleRecord, group_records, read_samples
 
 RUN_FILE = "run.json"
 
@@ -60,12 +60,12 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def _measured(setting: Setting, outcome: dict[str, Any]) -> float:
+def _measured(setting: Setting, outcome: Outcome) -> float:
     return float(outcome["steps"] if setting.control_unit == "steps" else outcome["thinking_tokens"])
 
 
 def summarize(
-    records: Iterable[dict[str, Any]], settings: dict[str, list[Setting]]
+    records: Iterable[SampleRecord], settings: dict[str, list[Setting]]
 ) -> tuple[list[PointRow], list[MethodRow]]:
     """Per-point and per-method rows from stored generations and the sweep that produced them."""
     groups = group_records(records)
@@ -80,7 +80,7 @@ def summarize(
         all_budget: list[tuple[float, float]] = []
         for s in settings.get(method, []):
             key, _ = generation_key(s, 0)
-            outcomes = []
+            outcomes: list[Outcome] = []
             for pid in sorted(pids):
                 o = select_outcome(s, groups.get((task, method, key, pid), []))
                 if o is not None:
@@ -191,10 +191,10 @@ def _excerpt(text: str, head: int = 700, tail: int = 500) -> str:
     return f"{text[:head]}\n[... {len(text) - head - tail} characters ...]\n{text[-tail:]}"
 
 
-def pick_samples(records: Sequence[dict[str, Any]], per_task: int = 2) -> list[dict[str, Any]]:
+def pick_samples(records: Sequence[SampleRecord], per_task: int = 2) -> list[SampleRecord]:
     """A few representative generations per dataset: a correct and an incorrect one where possible,
     from the generations with the most thinking (the largest budgets)."""
-    chosen: list[dict[str, Any]] = []
+    chosen: list[SampleRecord] = []
     for task in sorted({r["task"] for r in records}):
         rs = sorted((r for r in records if r["task"] == task), key=lambda r: -int(r["thinking_tokens"]))
         picks = [next((r for r in rs if r["correct"]), None), next((r for r in rs if not r["correct"]), None)]
@@ -225,7 +225,8 @@ def write_report(out_dir: Path) -> dict[str, Path]:
     lines = [
         "# s1kit evaluation report",
         "",
-        f"Model: `{run.get('model', '?')}`; tasks: {', '.join(run.get('tasks', []))}; "
+        f"Model: `{run.get('model', '?')}`; engine {run.get('engine', 's1kit')}, "
+        f"{run.get('forcing', 'inloop')} forcing; tasks: {', '.join(run.get('tasks', []))}; "
         f"methods: {', '.join(run['methods'])}; seed {run.get('seed')}; style {run.get('style')}.",
         f"Generations stored: {len(records)}.",
         "",

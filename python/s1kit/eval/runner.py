@@ -1,7 +1,8 @@
-"""Runs the methods' sweeps on the benchmarks through :class:`s1kit.generate.Engine`, resumably.
+"""Runs the methods' sweeps on the benchmarks through any engine (:class:`s1kit.backends.Backend`), resumably.
 
-Output: ``<out>/samples/<task>/<method>.jsonl``, one line per generation (prompt, full generation,
-extracted answer, gold, correct, thinking / answer / forced tokens, finish reason, seed, ...). Lines are
+Output: ``<out>/samples/<task>/<method>.jsonl``, one :class:`~s1kit.eval.samples.SampleRecord` per line
+(its docstring is the file's schema: prompt, full generation, extracted answer, gold, correct, thinking /
+answer / forced tokens, finish reason, seed, engine, prefill tokens, ...). Lines are
 appended and fsync'ed after every engine call of at most ``chunk_size`` requests (default: the engine's
 ``max_batch``, so a call is one batch in flight). A rerun reads what is there, skips every finished
 generation and continues: a crash loses at most the batch in flight. A torn last line (a crash while
@@ -14,17 +15,15 @@ false and an ``error`` message, and every other sample is generated as usual.
 
 from __future__ import annotations
 
-import json
-import os
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from s1kit import _io
+from s1kit.backends.base import Backend
+from s1kit.backends.forcing import FORCING_MODES, Cost, generate_forced
 from s1kit.budget.delimiters import Delimiters, choose_delimiters
-from s1kit.errors import ConfigError, DataError
+from s1kit.errors import ConfigError
 from s1kit.eval.grading import GradingPool, extract_answer
 from s1kit.eval.methods import (
     Setting,
@@ -37,83 +36,15 @@ from s1kit.eval.methods import (
     sweep,
     thinking_tokens,
 )
+from s1kit.eval.samples import PROMPT_TOO_LONG as PROMPT_TOO_LONG
+from s1kit.eval.samples import SampleRecord, SampleStore, samples_path
+from s1kit.eval.samples import group_records as group_records
+from s1kit.eval.samples import read_samples as read_samples
 from s1kit.eval.tasks import Problem
 
-# finish_reason of a sample whose prompt does not fit the engine (no generation, graded incorrect).
-PROMPT_TOO_LONG = "prompt_too_long"
-
-
-def samples_path(out_dir: Path, task: str, method: str) -> Path:
-    return out_dir / "samples" / task / f"{method}.jsonl"
-
-
-# ------------------------------------------------------------------------------------------------ store
-
-
-class SampleStore:
-    """The JSONL file of one (task, method): records keyed by (generation key, problem id, index)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[tuple[str, str, int], dict[str, Any]] = {}
-        if path.is_file():
-            self._load()
-
-    def _load(self) -> None:
-        raw = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        for line in raw.splitlines(keepends=True):
-            pos += len(line)
-            if not line.endswith(b"\n"):
-                break  # torn final line: the crash happened while writing it
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    if pos == len(raw):
-                        break
-                    raise DataError(
-                        f"{self.path}: a line before the end is not JSON ({e}); fix or delete the file"
-                    ) from e
-                self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
-            good_end = pos
-        if good_end < len(raw):
-            with self.path.open("r+b") as f:
-                f.truncate(good_end)
-
-    def get(self, key: str, problem_id: str) -> list[dict[str, Any]]:
-        """Stored generations of one problem under ``key``, in index order (contiguous from 0)."""
-        out = []
-        i = 0
-        while (key, problem_id, i) in self.records:
-            out.append(self.records[(key, problem_id, i)])
-            i += 1
-        return out
-
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        records = list(records)
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            for i, rec in enumerate(records):
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                self.records[(rec["key"], str(rec["problem_id"]), int(rec["index"]))] = rec
-                if i == 0:  # fault tests kill here: a chunk half on disk
-                    f.flush()
-                    _io.kill_point("eval.samples")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read_samples(out_dir: Path) -> list[dict[str, Any]]:
-    """Every stored generation under ``out_dir/samples``."""
-    records: list[dict[str, Any]] = []
-    for path in sorted((out_dir / "samples").glob("*/*.jsonl")):
-        records.extend(SampleStore(path).records.values())
-    return records
-
+if TYPE_CHECKING:
+    from s1kit.generate import Engine
+    from s1kit.generate.types import Request, Result
 
 # ---------------------------------------------------------------------------------------------- prompts
 
@@ -140,6 +71,8 @@ class RunConfig:
     """How a run generates and grades (the sweep values are in :class:`SweepConfig`).
 
     ``delimiters`` are the model's thinking delimiters; ``None`` takes those of the named ``style``.
+    ``forcing`` is how budget forcing runs: ``inloop`` (in the engine's decode loop) or ``reprompt``
+    (s1's way, one engine call per extension; :mod:`s1kit.backends.forcing`).
     """
 
     style: str = "s1"
@@ -148,6 +81,11 @@ class RunConfig:
     chunk_size: int | None = None
     grading_workers: int = 1
     grading_timeout_s: float = 5.0
+    forcing: str = "inloop"
+
+    def __post_init__(self) -> None:
+        if self.forcing not in FORCING_MODES:
+            raise ValueError(f"forcing={self.forcing!r}: choose one of {', '.join(FORCING_MODES)}")
 
 
 @dataclass
@@ -160,13 +98,26 @@ class _Job:
 
 
 class EvalRunner:
-    """Generates, grades and stores every sweep point of the given methods on the given problems."""
+    """Generates, grades and stores every sweep point of the given methods on the given problems.
+
+    ``engine`` is any :class:`~s1kit.backends.Backend` (:func:`s1kit.backends.load_backend`); a bare
+    :class:`s1kit.generate.Engine` runs as s1kit's backend.
+    """
 
     def __init__(
-        self, engine: Any, out_dir: Path, sweep_cfg: SweepConfig, run_cfg: RunConfig | None = None
+        self,
+        engine: Backend | Engine,
+        out_dir: Path,
+        sweep_cfg: SweepConfig,
+        run_cfg: RunConfig | None = None,
     ) -> None:
-        self.engine = engine
-        self.tokenizer = engine.tokenizer
+        if not isinstance(engine, Backend):
+            # A bare s1kit.generate.Engine (the API before backends existed) runs as --engine s1kit.
+            from s1kit.backends.own import OwnBackend
+
+            engine = OwnBackend(engine)
+        self.engine: Backend = engine
+        self.tokenizer: Any = engine.tokenizer
         self.out_dir = Path(out_dir)
         self.sweep_cfg = sweep_cfg
         self.cfg = run_cfg or RunConfig()
@@ -176,7 +127,8 @@ class EvalRunner:
             raise ValueError(
                 f"chunk_size={self.chunk_size} must be >= 1 (or None for the engine's max_batch)"
             )
-        vocab = int(engine.model.args.vocab_size) if hasattr(engine, "model") else None
+        # The model's vocabulary may exceed the tokenizer's; backends that know it say so.
+        vocab: int | None = getattr(engine, "vocab_size", None)
         self.base_spec = self.delimiters.spec(self.tokenizer, vocab_size=vocab)
         self._prompt_cache: dict[tuple[str, str, str], tuple[str, list[int]]] = {}
 
@@ -209,8 +161,8 @@ class EvalRunner:
                     jobs.append(_Job(s, p, i, text, ids))
         return jobs
 
-    def _request(self, job: _Job) -> Any:
-        from s1kit.generate import Request, SamplingParams
+    def _request(self, job: _Job) -> Request:
+        from s1kit.generate.types import Request, SamplingParams
 
         s = job.setting
         spec = self.base_spec.replace(
@@ -231,7 +183,7 @@ class EvalRunner:
             request_id=f"{job.problem.task}|{s.method}|{key}|{job.problem.id}|{job.index}",
         )
 
-    def _record(self, job: _Job, result: Any, seed: int) -> dict[str, Any]:
+    def _record(self, job: _Job, result: Result, seed: int | None, cost: Cost) -> SampleRecord:
         s = job.setting
         key, _ = generation_key(s, job.index)
         return {
@@ -245,6 +197,10 @@ class EvalRunner:
             "seed": seed,
             "prompt": job.prompt,
             "prompt_tokens": len(job.prompt_ids),
+            "engine": self.engine.name,
+            "forcing": self.cfg.forcing,
+            "prefill_tokens": cost.prefill_tokens,
+            "engine_calls": cost.engine_calls,
             "generation": result.text,
             "extracted": extract_answer(result.text, job.problem.grade_mode),
             "gold": job.problem.answer,
@@ -300,24 +256,25 @@ class EvalRunner:
         return produced
 
     def _run_chunk(self, chunk: Sequence[_Job], store: SampleStore, pool: GradingPool) -> int:
-        from s1kit.generate import Result
+        from s1kit.generate.types import Result
 
         requests = [self._request(j) for j in chunk]
-        max_len = getattr(self.engine, "max_len", None)
+        max_len = self.engine.max_len
         # A prompt that leaves no room to generate is that sample's outcome, not the run's end.
         too_long = {
-            req.request_id for req in requests if isinstance(max_len, int) and len(req.prompt_ids) >= max_len
+            req.request_id for req in requests if max_len is not None and len(req.prompt_ids) >= max_len
         }
         fitting = [req for req in requests if req.request_id not in too_long]
-        results = self.engine.generate(fitting) if fitting else []
-        by_id = {r.request_id: r for r in results}
+        outputs = generate_forced(self.engine, fitting, self.cfg.forcing) if fitting else []
+        by_id = {result.request_id: (result, cost) for result, cost in outputs}
         for req in requests:
             if req.request_id in too_long:
-                by_id[req.request_id] = Result(req.request_id, list(req.prompt_ids), [], "", PROMPT_TOO_LONG)
-        records = [
-            self._record(j, by_id[req.request_id], req.sampling.seed)
-            for j, req in zip(chunk, requests, strict=True)
-        ]
+                empty = Result(req.request_id, list(req.prompt_ids), [], "", PROMPT_TOO_LONG)
+                by_id[req.request_id] = (empty, Cost(prefill_tokens=0, engine_calls=0))
+        records: list[SampleRecord] = []
+        for j, req in zip(chunk, requests, strict=True):
+            result, cost = by_id[req.request_id]
+            records.append(self._record(j, result, req.sampling.seed, cost))
         for rec in records:
             if rec["finish_reason"] == PROMPT_TOO_LONG:
                 rec["error"] = (
@@ -330,13 +287,3 @@ class EvalRunner:
             rec["grading_timed_out"] = g.timed_out
         store.append(records)
         return len(records)
-
-
-def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
-    """Records by (task, method, generation key, problem id), each list in index order."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[(r["task"], r["method"], r["key"], str(r["problem_id"]))].append(r)
-    for g in groups.values():
-        g.sort(key=lambda r: int(r["index"]))
-    return groups

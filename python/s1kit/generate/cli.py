@@ -1,4 +1,8 @@
-"""``s1kit generate``: budget-forced generation from a Hugging Face model directory, JSONL out."""
+"""``s1kit generate``: budget-forced generation on any engine (``--engine``), JSONL out.
+
+The command layer over :mod:`s1kit.backends` (it loads the chosen backend by name, as ``s1kit eval``
+does); the decode engine itself is :class:`s1kit.generate.Engine`, behind ``--engine s1kit``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s1kit.backends.arguments import add_engine_arguments, engine_options
 from s1kit.budget.delimiters import (
     Delimiters,
     add_delimiter_arguments,
@@ -16,11 +21,16 @@ from s1kit.budget.delimiters import (
     delimiters_from_args,
 )
 
-HELP = "Generate with a static-cache decode loop and optional budget forcing (JSONL out)."
+HELP = "Generate with optional budget forcing on s1kit's engine or vLLM/SGLang/transformers/a server (JSONL out)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (safetensors)")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="Hugging Face model directory (safetensors); with --engine openai, the served model's name",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     src.add_argument(
@@ -30,12 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--output", type=Path, help="JSONL output file (default: stdout)")
     p.add_argument("--no-chat-template", action="store_true", help="send the prompts as raw text")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on CUDA, fp32 on CPU"
+    add_engine_arguments(
+        p,
+        device_default="cpu",
+        max_len_default=4096,
+        max_len_help="prompt plus generated tokens per request (default: 4096)",
     )
-    p.add_argument("--max-batch", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=4096, help="cache length: prompt plus generated tokens")
     g = p.add_argument_group(
         "budget forcing (on when any flag of this group is given; the delimiters chosen are printed to "
         "stderr)"
@@ -88,49 +98,67 @@ def render_prompt(tokenizer: Any, text: str, *, chat: bool, delimiters: Delimite
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from tqdm.auto import tqdm
 
+    from s1kit.backends import load_backend
+    from s1kit.backends.forcing import generate_forced
     from s1kit.budget import BudgetSpec
-    from s1kit.generate import Engine, Request, SamplingParams
+    from s1kit.generate.types import Request, SamplingParams
 
     budget_on = delimiter_flags_given(args) or args.max_thinking_tokens is not None
     budget_on = budget_on or args.num_extensions > 0 or args.min_thinking_tokens > 0
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    engine = Engine.from_pretrained(
-        args.model, device=args.device, dtype=dtype, max_batch=args.max_batch, max_len=args.max_len
-    )
-    tok = engine.tokenizer
-    spec: BudgetSpec | None = None
-    delimiters = None
-    if budget_on:
-        delimiters = delimiters_from_args(tok, args)
-        print(f"s1kit generate: {delimiters.describe()}", file=sys.stderr)
-        spec = delimiters.spec(
-            tok,
-            max_thinking_tokens=args.max_thinking_tokens,
-            min_thinking_tokens=args.min_thinking_tokens,
-            num_extensions=args.num_extensions,
-            vocab_size=max(len(tok), engine.model.args.vocab_size),
+    backend = load_backend(args.engine, str(args.model), engine_options(args, max_len=args.max_len))
+    try:
+        tok = backend.tokenizer
+        spec: BudgetSpec | None = None
+        delimiters = None
+        if budget_on:
+            delimiters = delimiters_from_args(tok, args)
+            print(f"s1kit generate: {delimiters.describe()}", file=sys.stderr)
+            vocab: int | None = getattr(backend, "vocab_size", None)
+            spec = delimiters.spec(
+                tok,
+                max_thinking_tokens=args.max_thinking_tokens,
+                min_thinking_tokens=args.min_thinking_tokens,
+                num_extensions=args.num_extensions,
+                vocab_size=max(len(tok), vocab or 0),
+            )
+        sampling = SamplingParams(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            seed=args.seed,
+            max_new_tokens=args.max_new_tokens,
+            stop=tuple(args.stop),
         )
-    sampling = SamplingParams(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        stop=tuple(args.stop),
-    )
-    prompts = _read_prompts(args)
-    requests = []
-    for rid, text in prompts:
-        rendered = render_prompt(tok, text, chat=not args.no_chat_template, delimiters=delimiters)
-        ids = tok.encode(rendered, add_special_tokens=False)
-        requests.append(Request(prompt_ids=ids, sampling=sampling, budget=spec, request_id=rid))
-    results = engine.generate(requests, progress=args.progress)
+        prompts = _read_prompts(args)
+        requests = []
+        for rid, text in prompts:
+            rendered = render_prompt(tok, text, chat=not args.no_chat_template, delimiters=delimiters)
+            ids = tok.encode(rendered, add_special_tokens=False)
+            requests.append(Request(prompt_ids=ids, sampling=sampling, budget=spec, request_id=rid))
+        # --progress: the bar advances per batch of --max-batch requests (any engine); without it the
+        # whole list goes to the engine at once.
+        step = backend.max_batch if args.progress else max(len(requests), 1)
+        outputs = []
+        with tqdm(total=len(requests), unit="req", disable=not args.progress) as bar:
+            for start in range(0, len(requests), step):
+                chunk = requests[start : start + step]
+                outputs += generate_forced(backend, chunk, args.forcing)
+                bar.update(len(chunk))
+    finally:
+        backend.close()
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
-        for (_, text), res in zip(prompts, results, strict=True):
-            row = {"prompt": text, **dataclasses.asdict(res)}
+        for (_, text), (res, cost) in zip(prompts, outputs, strict=True):
+            row = {
+                "prompt": text,
+                **dataclasses.asdict(res),
+                "engine": backend.name,
+                "forcing": args.forcing,
+                "prefill_tokens": cost.prefill_tokens,
+                "engine_calls": cost.engine_calls,
+            }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:
         if args.output:

@@ -25,26 +25,13 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from s1kit.errors import S1kitError
+from s1kit.eval.grading.answers import check_task
+from s1kit.eval.grading.verdict import GradeResult, grade_one, quick_verdict
 
 # A worker must import sympy and math-verify before its first item; this bounds how long that may take.
 _STARTUP_LIMIT_S = 120.0
 
 Item = tuple["str | None", str, str]  # (prediction, gold, task)
-
-
-@dataclass(frozen=True)
-class GradeResult:
-    """The outcome of grading one (prediction, gold) pair.
-
-    ``timed_out`` is set when math-verify's own time limit or the pool's hard per-item limit ended the
-    comparison (then ``correct`` is False unless an earlier comparison had already succeeded);
-    ``seconds`` is the wall time spent on the item; ``error`` names a worker failure, if any.
-    """
-
-    correct: bool
-    timed_out: bool = False
-    seconds: float = 0.0
-    error: str | None = None
 
 
 class GradingError(S1kitError):
@@ -56,8 +43,6 @@ def _worker_main(conn: Connection, timeout_s: float) -> None:
 
     # Ctrl-C goes to the parent, which shuts the pool down; a worker must not die mid-message.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from s1kit.eval.grading import grade_one
-
     # The first comparison builds math-verify's regexes and sympy's caches (~1 s); pay it before the
     # per-item clock starts.
     grade_one("\\frac{1}{2}", "0.5", "math500", timeout_s)
@@ -157,14 +142,12 @@ class GradingPool:
     def grade(self, items: Sequence[Item]) -> list[GradeResult]:
         """One :class:`GradeResult` per item, in order. Never takes much longer than
         ``len(items) * timeout_s / workers`` plus worker start-up, whatever the items contain."""
-        from s1kit.eval.grading import _fast_path, check_task
-
         results: list[GradeResult | None] = [None] * len(items)
         queue: deque[int] = deque()
         for i, (prediction, gold, task) in enumerate(items):
             check_task(task)
             t0 = time.perf_counter()
-            fast = _fast_path(prediction, gold, task)
+            fast = quick_verdict(prediction, gold, task)
             if fast is None:
                 queue.append(i)
             else:
