@@ -65,7 +65,7 @@ def _samples(samples_dir: Path, n: int = 2) -> list[str]:
     from s1kit.eval.runner import read_samples
 
     recs = [r for r in read_samples(samples_dir.parent) if r["method"] == "budget_forcing"]
-    caps = sorted({r["max_thinking_tokens"] for r in recs if r.get("max_thinking_tokens")})
+    caps = sorted({c for r in recs if (c := r.get("max_thinking_tokens"))})
     if len(caps) < 2:
         return ["(no budget-forcing samples)"]
     lo = {r["problem_id"]: r for r in recs if r.get("max_thinking_tokens") == caps[0]}
