@@ -11,7 +11,8 @@ runner; on vLLM 0.33 with CUDA the default is Model Runner V2, so select V1::
     LLM(model, logits_processors=[BudgetForcingLogitsProcessor])
 
 (vLLM's CPU build always runs the V1 runner.) Loaded into Model Runner V2, the processor refuses to
-start with that instruction instead of running unforced.
+start with that instruction instead of running unforced. For Model Runner V2 (vLLM 0.33's default
+on CUDA, vLLM 0.34) use :mod:`s1kit.budget.adapters.vllm_v2`.
 
 Each request opts in with its spec as a per-request argument (others are left untouched)::
 
@@ -85,8 +86,9 @@ else:
 __all__ = ["KEY", "SUPPORTED", "VLLM_VERSION", "BudgetForcingLogitsProcessor"]
 
 V2_REFUSED = (
-    "s1kit's vLLM adapter runs on vLLM's V1 model runner only, and this engine uses Model Runner V2: "
-    "start vLLM with VLLM_USE_V2_MODEL_RUNNER=0 (vLLM {}; supported {})"
+    "s1kit.budget.adapters.vllm runs on vLLM's V1 model runner only, and this engine uses Model Runner "
+    "V2: start vLLM with VLLM_USE_V2_MODEL_RUNNER=0, or load "
+    "s1kit.budget.adapters.vllm_v2:BudgetForcingLogitsProcessor instead (vLLM {}; supported {})"
 )
 
 
