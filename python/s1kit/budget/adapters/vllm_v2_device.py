@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.vllm_batch import check_request
+from s1kit.budget.adapters.vllm_batch import FORCED_LOGIT, check_request
 from s1kit.budget.batch import BudgetBatch, Phase, RowError
 from s1kit.budget.spec import BudgetSpec
 from s1kit.budget.tensor import (
@@ -63,7 +63,6 @@ from s1kit.budget.tensor import (
     budget_step_,
 )
 
-FORCED_LOGIT = 1.0e9  # every other finite logit gets probability exactly 0 next to it (float32)
 GREEDY_BELOW = 1e-5  # vLLM's threshold: a request with a lower temperature is greedy
 _S = {n: i for i, n in enumerate(STATE_FIELDS)}
 _P = {n: i for i, n in enumerate(PARAM_FIELDS)}
