@@ -38,6 +38,9 @@ fi
 # without a budget, token for token against override mode; then the V2 objects' property tests.
 # S1KIT_VLLM_V2_PYTHON: a python with vLLM 0.34 (default: the one above). A separate pytest run, so
 # the V1 tests' VLLM_USE_V2_MODEL_RUNNER=0 does not leak into it.
+# First without vLLM: the V2 processor on CUDA tensors equals override mode, and a decode step
+# queues device work only (torch.cuda.set_sync_debug_mode("error") around apply).
+timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/unit/test_budget_vllm_v2.py -k "cuda or synchronise" 2>&1 | tee "$out/vllm_v2_device.log"
 v2py="${S1KIT_VLLM_V2_PYTHON:-$vpy}"
 if ! "$v2py" -c "import s1kit.budget.adapters.vllm_v2" 2>/dev/null; then
   echo "vLLM V2 part skipped: $v2py cannot import s1kit.budget.adapters.vllm_v2 (needs vLLM >=0.33,<0.35)" | tee "$out/vllm_v2.txt"

@@ -62,16 +62,20 @@ class Buffer:
         self.np = gpu.numpy() if gpu.device.type == "cpu" else None
 
 
-def request_states(capacity: int, width: int, vocab: int, make: Callable[..., Any] = SimpleNamespace) -> Any:
-    """The fields of vLLM's ``LogitsProcRequestState`` (``make``: that class, or a namespace)."""
+def request_states(
+    capacity: int, width: int, vocab: int, make: Callable[..., Any] = SimpleNamespace, device: str = "cpu"
+) -> Any:
+    """The fields of vLLM's ``LogitsProcRequestState`` (``make``: that class, or a namespace): the
+    token history and ``total_len`` on ``device``, the prompt and prefill lengths on the host."""
+    dev = torch.device(device)
     return make(
-        device=torch.device("cpu"),
+        device=dev,
         max_num_reqs=capacity,
         vocab_size=vocab,
-        all_token_ids=Buffer(torch.zeros(capacity, width, dtype=torch.int32)),
+        all_token_ids=Buffer(torch.zeros(capacity, width, dtype=torch.int32, device=dev)),
         prompt_len=Buffer(torch.zeros(capacity, dtype=torch.int32)),
         prefill_len=Buffer(torch.zeros(capacity, dtype=torch.int32)),
-        total_len=Buffer(torch.zeros(capacity, dtype=torch.int32)),
+        total_len=Buffer(torch.zeros(capacity, dtype=torch.int32, device=dev)),
     )
 
 
@@ -114,15 +118,17 @@ def serve(
         if admitted:
             proc.apply_staged_writes()
         order = [running[i] for i in rng.permutation(len(running))]
-        idx = torch.tensor([r.slot for r in order], dtype=torch.int64)
+        idx_np = np.asarray([r.slot for r in order], np.int64)
+        idx = torch.from_numpy(idx_np).to(rs.device)
         logits = torch.stack([stand_in_logits(r.seed, r.prompt + r.outputs, r.bias).float() for r in order])
+        logits = logits.to(rs.device)
         n = len(order)
         out = proc.apply(
             logits,
             context(
                 expanded_idx_mapping=idx,
                 idx_mapping=idx,
-                idx_mapping_np=idx.numpy(),
+                idx_mapping_np=idx_np,
                 expanded_local_pos=torch.zeros(n, dtype=torch.int32),
                 input_ids=torch.tensor([[0, *r.prompt, *r.outputs][-1] for r in order], dtype=torch.int32),
                 pos=torch.tensor([len(r.prompt) + len(r.outputs) for r in order], dtype=torch.int64),

@@ -58,10 +58,10 @@ def build(spec_list: list[RefSpec], drawn: list[tuple]) -> list[Request]:
     ]
 
 
-def run(reqs: list[Request], seed: int, preempt: float = 0.0, make: Any = SimpleNamespace) -> int:
-    rs = request_states(CAPACITY, 64, V)
+def run(reqs: list[Request], seed: int, preempt: float = 0.0, device: str = "cpu") -> int:
+    rs = request_states(CAPACITY, 64, V, device=device)
     proc = RunnerV2Budget(SimpleNamespace(speculative_config=None), rs)
-    serve(proc, rs, reqs, params, make, np.random.default_rng(seed), MAX_NEW, preempt)
+    serve(proc, rs, reqs, params, SimpleNamespace, np.random.default_rng(seed), MAX_NEW, preempt)
     return check(reqs, MAX_NEW)
 
 
@@ -158,3 +158,47 @@ def test_a_request_without_budget_is_left_untouched() -> None:
     )
     torch.testing.assert_close(out, logits)
     assert proc.row_state(1) is None
+
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA (bench/gpu_check.sh runs it on a lent GPU)"
+)
+
+
+@needs_cuda
+def test_on_cuda_equals_override_mode() -> None:
+    rng = np.random.default_rng(5)
+    sp = spec(think_start=((1,),), extensions=((3, 4),), num_extensions=2, max_thinking_tokens=9)
+    reqs = [Request(sp if i % 3 else None, [1], i, list(rng.choice([0.0, 2.5], V))) for i in range(9)]
+    assert run(reqs, 0, preempt=0.0, device="cuda") == 0
+
+
+@needs_cuda
+def test_a_decode_step_does_not_synchronise_with_the_host() -> None:
+    """vLLM's V2 sampler calls apply every step: it must queue device work only (no .item(), no
+    copy to the host, no data-dependent shape), which torch's sync debug mode turns into errors."""
+    rs = request_states(8, 64, V, device="cuda")
+    proc = RunnerV2Budget(SimpleNamespace(speculative_config=None), rs)
+    sp = spec(think_start=((1,),), extensions=((3, 4),), num_extensions=2, max_thinking_tokens=4)
+    for slot in range(8):
+        rs.all_token_ids.gpu[slot, 0] = 1
+        rs.prompt_len.np[slot] = rs.prefill_len.np[slot] = 1
+        rs.total_len.gpu[slot] = 1
+        proc.add_request(slot, params(Request(sp if slot % 2 else None, [1], 0, [])))
+    proc.apply_staged_writes()  # admission reads the new rows' tokens once (allowed)
+    idx_np = np.arange(8)[::-1].copy()
+    idx = torch.from_numpy(idx_np).cuda()
+    ctx = SimpleNamespace(expanded_idx_mapping=idx, idx_mapping=idx, idx_mapping_np=idx_np)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(12):
+            logits = torch.randn(8, V, device="cuda")
+            proc.apply(logits, ctx)
+            tokens = logits.argmax(1).to(torch.int32)
+            pos = rs.total_len.gpu[idx].long()
+            rs.all_token_ids.gpu[idx, pos] = tokens  # what vLLM's post_update kernel does
+            rs.total_len.gpu[idx] += 1
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert proc.row_state(1) is not None and proc.row_state(1)["error"] == 0

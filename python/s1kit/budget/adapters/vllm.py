@@ -29,7 +29,9 @@ min_tokens bans EOS before this processor runs, and a token this processor force
 Speculative decoding is refused when the engine starts (vLLM's V1 runner refuses custom processors
 with it too). Bookkeeping (asynchronous scheduling, preemption, stopping finished requests):
 :mod:`s1kit.budget.adapters.vllm_batch`. The edit itself is the core's mask mode
-(:mod:`s1kit.budget.adapters.masking`): a forced token gets all the probability; the tokens that would
+(:mod:`s1kit.budget.adapters.masking`): a forced token gets all the probability (its logit is set to
+``1e9``, as vLLM's own thinking budget forces: every other finite logit then has probability exactly
+0, also after penalties and temperature); the tokens that would
 end thinking are banned and their probability moves onto "Wait" (or the answer prefix), pooled by max
 for greedy requests (``temperature == 0``) and by logsumexp at the request's temperature otherwise;
 the flag that says whether an emitted replacement stands for an end attempt reaches the core with the

@@ -228,6 +228,8 @@ class PersistentBatchBudget:
             r, t = torch.from_numpy(slots[forced]).to(dev), torch.from_numpy(force[forced]).to(dev)
             logits_BV[r, t] = FORCED_LOGIT
             force[forced] = -1
+        if not (redirect >= 0).any():  # no end attempt to redirect: no flag (take() reads 0)
+            return logits_BV
         # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
         temp = self._temperature[slots]
         if self._generator is None or self._generator.device != logits_BV.device:

@@ -19,8 +19,8 @@ the V1 adapter::
     {"vllm_xargs": {"s1kit_budget": spec_to_json(spec)}}             # OpenAI-compatible server
 
 The per-row state stays on the device (:mod:`s1kit.budget.adapters.vllm_v2_device`): a decode step
-reads nothing back to the host; only a step that admits a budget-forced request copies that
-request's tokens to the host once. The decisions are override mode's (s1kit's own engine), applied
+reads nothing back to the host; only a step that admits requests synchronises once (the rows'
+state and the admitted requests' tokens to the host, the device state reloaded). The decisions are override mode's (s1kit's own engine), applied
 as logit edits before sampling: forced tokens, end attempts banned with their probability moved
 onto "Wait" or the answer prefix, and a request whose row is DONE (answer cap or answer stop
 reached) or in its error phase stopped by forcing the spec's first EOS id.

@@ -28,9 +28,9 @@ So the per-row state lives on the device, in the tensor mirror of the core
   request's temperature for sampled ones; the attribution flag by the same rule).
 
 Admission (``apply_staged_writes``, only on steps that admit requests) is the one place that reads
-the device: the admitted rows' tokens are copied to the host once, each governed row is rebuilt in
-the Rust core (prompt, then any output a resumed request already has), and the device state is
-reloaded. A resumed request (preempted, re-added with its output so far) is replayed with every
+the device: the rows' state and the admitted rows' tokens are copied to the host once, each
+admitted budget-forced row is rebuilt in the Rust core (prompt, then any output a resumed request
+already has), and the device state is reloaded. A resumed request (preempted, re-added with its output so far) is replayed with every
 emission of a redirect token where an end attempt would have been replaced counted as that end
 attempt: the per-token attribution of the first run is not kept across preemption (vLLM's V2
 interface gives no request identity to key it by). Greedy requests whose model never samples the
