@@ -32,6 +32,22 @@ if ! "$vpy" -c "import vllm" 2>/dev/null; then
   echo "vLLM part skipped: $vpy cannot import vllm (set S1KIT_VLLM_PYTHON to a python with vLLM 0.33)" | tee "$out/vllm.txt"
 else
   timeout 300 "$vpy" -m pytest -q -p no:cacheprovider tests/engines/test_vllm_e2e.py tests/engines/test_vllm_batch.py 2>&1 | tee "$out/vllm_tests.log"
+fi
+# Model Runner V2 (vLLM 0.34, or 0.33's default runner) end to end: the tiny saved Qwen2 model, the
+# documented snippet with default settings (async scheduling on), two "Wait"s, a cap and a request
+# without a budget, token for token against override mode; then the V2 objects' property tests.
+# S1KIT_VLLM_V2_PYTHON: a python with vLLM 0.34 (default: the one above). A separate pytest run, so
+# the V1 tests' VLLM_USE_V2_MODEL_RUNNER=0 does not leak into it.
+# First without vLLM: the V2 processor on CUDA tensors equals override mode, and a decode step
+# queues device work only (torch.cuda.set_sync_debug_mode("error") around apply).
+timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/unit/test_budget_vllm_v2.py -k "cuda or synchronise" 2>&1 | tee "$out/vllm_v2_device.log"
+v2py="${S1KIT_VLLM_V2_PYTHON:-$vpy}"
+if ! "$v2py" -c "import s1kit.budget.adapters.vllm_v2" 2>/dev/null; then
+  echo "vLLM V2 part skipped: $v2py cannot import s1kit.budget.adapters.vllm_v2 (needs vLLM >=0.33,<0.35)" | tee "$out/vllm_v2.txt"
+else
+  timeout 300 "$v2py" -m pytest -q -rs -p no:cacheprovider tests/engines/test_vllm_v2_e2e.py tests/engines/test_vllm_v2_runner.py 2>&1 | tee "$out/vllm_v2_tests.log"
+fi
+if "$vpy" -c "import vllm" 2>/dev/null; then
   if [ -n "${S1KIT_VLLM_MODEL:-}" ]; then
     timeout 400 "$vpy" bench/vllm_forcing.py --model "$S1KIT_VLLM_MODEL" 2>&1 | tee "$out/vllm_forcing.txt"
   else

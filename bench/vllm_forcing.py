@@ -14,8 +14,11 @@ placeholder ids under async scheduling, is visible). GPU only; the model must be
 
     python bench/vllm_forcing.py --model /models/Qwen3-0.6B --reasoning-parser qwen3
 
-On vLLM 0.33 the s1kit cases need the V1 model runner: the script sets VLLM_USE_V2_MODEL_RUNNER=0
-for every case (baseline included, so the comparison stays on one runner).
+``--runner`` picks vLLM's model runner for every case (baseline included, so the comparison stays
+on one runner) and the matching adapter: ``v1`` (default below vLLM 0.34; sets
+VLLM_USE_V2_MODEL_RUNNER=0) loads ``s1kit.budget.adapters.vllm``, ``v2`` (default from vLLM 0.34,
+which has only Model Runner V2; on 0.33 sets VLLM_USE_V2_MODEL_RUNNER=1) loads
+``s1kit.budget.adapters.vllm_v2``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ def run_case(args: argparse.Namespace, case: str, prompts: list[str]) -> dict[st
 
     from s1kit.budget import BudgetSpec
     from s1kit.budget.adapters.params import KEY, spec_to_params
-    from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
+
+    if args.runner == "v2":
+        from s1kit.budget.adapters.vllm_v2 import BudgetForcingLogitsProcessor
+    else:
+        from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor  # type: ignore[assignment]
 
     tok = AutoTokenizer.from_pretrained(args.model)
     kwargs: dict[str, Any] = dict(
@@ -91,13 +98,21 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--max-len", type=int, default=2048)
     p.add_argument("--cases", default="off,builtin-cap,s1kit-cap,s1kit-cap+2ext")
+    p.add_argument("--runner", choices=["v1", "v2"], help="vLLM model runner (default: by vLLM version)")
     args = p.parse_args()
-    os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
-    import torch
     import vllm
 
+    if args.runner is None:
+        major, minor = (int(x) for x in vllm.__version__.split("+")[0].split(".")[:2])
+        args.runner = "v2" if (major, minor) >= (0, 34) else "v1"
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if args.runner == "v2" else "0"
+    import torch
+
     prompts = [f"What is {i} times {i + 7}? Think step by step." for i in range(args.requests)]
-    print(f"card: {torch.cuda.get_device_name(0)}  vllm {vllm.__version__}  torch {torch.__version__}")
+    print(
+        f"card: {torch.cuda.get_device_name(0)}  vllm {vllm.__version__} ({args.runner} runner)  "
+        f"torch {torch.__version__}"
+    )
     rows = [run_case(args, case, prompts) for case in args.cases.split(",")]
     base = next((r["tok_s"] for r in rows if r["case"] == "off"), None)
     print(f"{'case':<16}{'tok/s':>10}{'vs off':>8}{'mean tok':>10}{'2 Waits':>9}{'prefix':>8}")

@@ -11,7 +11,8 @@ runner; on vLLM 0.33 with CUDA the default is Model Runner V2, so select V1::
     LLM(model, logits_processors=[BudgetForcingLogitsProcessor])
 
 (vLLM's CPU build always runs the V1 runner.) Loaded into Model Runner V2, the processor refuses to
-start with that instruction instead of running unforced.
+start with that instruction instead of running unforced. For Model Runner V2 (vLLM 0.33's default
+on CUDA, vLLM 0.34) use :mod:`s1kit.budget.adapters.vllm_v2`.
 
 Each request opts in with its spec as a per-request argument (others are left untouched)::
 
@@ -28,7 +29,9 @@ min_tokens bans EOS before this processor runs, and a token this processor force
 Speculative decoding is refused when the engine starts (vLLM's V1 runner refuses custom processors
 with it too). Bookkeeping (asynchronous scheduling, preemption, stopping finished requests):
 :mod:`s1kit.budget.adapters.vllm_batch`. The edit itself is the core's mask mode
-(:mod:`s1kit.budget.adapters.masking`): a forced token gets all the probability; the tokens that would
+(:mod:`s1kit.budget.adapters.masking`): a forced token gets all the probability (its logit is set to
+``1e9``, as vLLM's own thinking budget forces: every other finite logit then has probability exactly
+0, also after penalties and temperature); the tokens that would
 end thinking are banned and their probability moves onto "Wait" (or the answer prefix), pooled by max
 for greedy requests (``temperature == 0``) and by logsumexp at the request's temperature otherwise;
 the flag that says whether an emitted replacement stands for an end attempt reaches the core with the
@@ -85,8 +88,9 @@ else:
 __all__ = ["KEY", "SUPPORTED", "VLLM_VERSION", "BudgetForcingLogitsProcessor"]
 
 V2_REFUSED = (
-    "s1kit's vLLM adapter runs on vLLM's V1 model runner only, and this engine uses Model Runner V2: "
-    "start vLLM with VLLM_USE_V2_MODEL_RUNNER=0 (vLLM {}; supported {})"
+    "s1kit.budget.adapters.vllm runs on vLLM's V1 model runner only, and this engine uses Model Runner "
+    "V2: start vLLM with VLLM_USE_V2_MODEL_RUNNER=0, or load "
+    "s1kit.budget.adapters.vllm_v2:BudgetForcingLogitsProcessor instead (vLLM {}; supported {})"
 )
 
 

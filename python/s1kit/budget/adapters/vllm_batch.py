@@ -42,6 +42,10 @@ from s1kit.budget.spec import BudgetSpec
 
 _log = logging.getLogger(__name__)
 PLACEHOLDER = -1  # vLLM's async-scheduling stand-in for a token still on the device
+# A forced token's logit: every other finite logit then has probability exactly 0 in float32, also
+# after vLLM's penalties and temperature (vLLM's own thinking budget forces the same way). Setting
+# one cell instead of filling the row with -inf saves a pass over the vocabulary per forced row.
+FORCED_LOGIT = 1.0e9
 
 
 def budget_arg(params: Any) -> Any:
@@ -103,6 +107,7 @@ class PersistentBatchBudget:
         self._eos = np.full(capacity, -1, np.int64)
         self._buffers = MaskBuffers(capacity, 1)
         self._tokens = np.empty(capacity, np.int64)
+        self._temperature = np.zeros(capacity, np.float64)  # per index (0: greedy)
         self._taken = RedirectFlags()  # per index: did the last mask take its redirect
         self._generator: torch.Generator | None = None
         # Per request (keyed by its output list, which survives preemption): the redirect flag of
@@ -137,11 +142,13 @@ class PersistentBatchBudget:
                 self._taken.swap(a, c)
                 _swap_keys(self._req, a, c)
                 self._eos[[a, c]] = self._eos[[c, a]]
+                self._temperature[[a, c]] = self._temperature[[c, a]]
             else:  # one-way move a -> c: c is replaced, a is left empty
                 self._batch.move_row(a, c)
                 self._taken.move(a, c)
                 _move_key(self._req, a, c)
                 self._eos[c], self._eos[a] = self._eos[a], -1
+                self._temperature[c], self._temperature[a] = self._temperature[a], 0.0
         self._slots = np.fromiter(sorted(self._req), np.int64, len(self._req))
 
     def _rebuild(self, index: int) -> None:
@@ -153,6 +160,7 @@ class PersistentBatchBudget:
         self._taken.drop(index)
         req.fed = 0
         self._eos[index] = req.spec.eos[0]
+        self._temperature[index] = req.temperature
 
     def _drop(self, index: int) -> None:
         if index < self._batch.capacity:
@@ -214,8 +222,16 @@ class PersistentBatchBudget:
             self._warn_errors(slots[phase == Phase.ERROR])
             force[stop] = self._eos[slots[stop]]
             redirect[stop] = -1
+        forced = force >= 0
+        if forced.any():  # one cell per forced row, not a pass over its vocabulary (see FORCED_LOGIT)
+            dev = logits_BV.device
+            r, t = torch.from_numpy(slots[forced]).to(dev), torch.from_numpy(force[forced]).to(dev)
+            logits_BV[r, t] = FORCED_LOGIT
+            force[forced] = -1
+        if not (redirect >= 0).any():  # no end attempt to redirect: no flag (take() reads 0)
+            return logits_BV
         # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
-        temp = np.fromiter((self._req[i].temperature for i in slots.tolist()), np.float64, len(slots))
+        temp = self._temperature[slots]
         if self._generator is None or self._generator.device != logits_BV.device:
             self._generator = torch.Generator(device=logits_BV.device)
             self._generator.manual_seed(0)
