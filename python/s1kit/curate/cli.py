@@ -8,6 +8,16 @@ from pathlib import Path
 HELP = "Curate an s1K-style set: quality, trace correctness, decontamination, dedup, difficulty, diversity."
 
 
+# Library configuration fields (named in :class:`~s1kit.errors.ConfigFieldError`) -> this command's flags.
+FLAGS: dict[str, str] = {
+    "skip": "--skip-stage",
+    "domain_method": "--domains",
+    "embedder": "--embed-model DIR",
+    "solved_by": "--solved-by",
+    "rule": "--difficulty-rule",
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs", nargs="+", help="pool files or folders (.jsonl/.json/.parquet/.arrow) or hf:NAME[:SPLIT]"
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from s1kit.curate.loaders import load_pool
     from s1kit.curate.pipeline import CurateConfig, run_pipeline, write_outputs
     from s1kit.curate.quality import QualityConfig
+    from s1kit.errors import ConfigFieldError
 
     overrides = {}
     for spec in args.field:
@@ -152,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"loaded {pool.num_input_rows} input rows ({len(pool.issues)} unreadable)")
     for f, m in pool.field_maps.items():
         print(f"  {f}: {m.describe()}")
-    result = run_pipeline(pool, cfg, embedder)
+    try:
+        result = run_pipeline(pool, cfg, embedder)
+    except ConfigFieldError as exc:
+        raise ValueError(exc.for_flags(FLAGS)) from exc
     if embedder is not None:
         embedder.save_cache()
     paths = write_outputs(result, pool, args.out)
