@@ -1,7 +1,8 @@
 """The s1K selection pipeline: stages in order, one manifest decision per input row, outputs.
 
 Default stage order (s1): ``quality`` -> ``correctness`` -> ``decontam`` -> ``exact_dedup`` ->
-``near_dedup`` -> [``embed_dedup`` with an embedding model] -> ``difficulty`` -> ``diversity``. Domains
+``near_dedup`` -> [``embed_dedup`` with an embedding model] -> [``attempts`` with an attempts runner]
+-> ``difficulty`` -> ``diversity``. Domains
 are assigned before the first stage (a ``domain`` column when present, else the MSC classifier) so the
 stage table can count survivors per domain throughout. The same inputs, configuration and seed give
 the same selection, manifest and table.
@@ -26,7 +27,8 @@ from typing import Any
 from tqdm import tqdm
 
 from s1kit import _io
-from s1kit.curate import correctness, decontam, dedup, difficulty, diversity, domains, quality
+from s1kit.curate import attempts, correctness, decontam, dedup, difficulty, diversity, domains, quality
+from s1kit.curate.attempts import AttemptsRunner
 from s1kit.curate.embed import SentenceEmbedder
 from s1kit.curate.loaders import Pool
 from s1kit.curate.manifest import Manifest, StageStats
@@ -74,7 +76,8 @@ class StageOutcome:
     sets it, the rows it keeps in selection order with why (``{row: why}`` in ``why``); rows it does
     not select must be in ``drops``. ``must_keep``: rows a later stage has to select (keep-all
     sources). ``table_reasons`` shortens a drop reason for the stage table (the manifest keeps the
-    full one). ``note`` goes to the table and summary.
+    full one). ``annotations`` go onto rows' manifest lines whatever their final decision (the
+    attempts' verdicts). ``note`` goes to the table and summary.
     """
 
     drops: Drops = field(default_factory=dict)
@@ -83,15 +86,17 @@ class StageOutcome:
     why: dict[int, str] = field(default_factory=dict)
     must_keep: frozenset[int] = frozenset()
     table_reasons: dict[str, str] = field(default_factory=dict)
+    annotations: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class StageContext:
-    """What the stages share: the configuration, the optional embedder and what earlier stages passed
-    on (``must_keep`` from ``difficulty``)."""
+    """What the stages share: the configuration, the optional embedder and attempts runner, and what
+    earlier stages passed on (``must_keep`` from ``difficulty``)."""
 
     cfg: CurateConfig
     embedder: SentenceEmbedder | None
+    attempts: AttemptsRunner | None = None
     must_keep: frozenset[int] = frozenset()
 
 
@@ -182,6 +187,16 @@ def _embed_dedup(rows: list[Row], ctx: StageContext) -> StageOutcome:
     return StageOutcome(dedup.embedding_dedup(rows, vectors, ctx.cfg.embed_threshold, ctx.cfg.keep))
 
 
+def _attempts(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    assert ctx.attempts is not None  # the stage is enabled only with a runner
+    out = attempts.run_attempts(rows, ctx.attempts)
+    attempted = len(rows) - out.not_attempted
+    return StageOutcome(
+        note=attempts.note(out, ctx.attempts, attempted),
+        annotations={row: {"attempts": v} for row, v in out.verdicts.items()},
+    )
+
+
 def _difficulty(rows: list[Row], ctx: StageContext) -> StageOutcome:
     res = difficulty.select_difficult(rows, ctx.cfg.difficulty)
     return StageOutcome(res.drops, res.note, must_keep=frozenset(res.must_keep))
@@ -219,6 +234,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("exact_dedup", _exact_dedup),
     Stage("near_dedup", _near_dedup),
     Stage("embed_dedup", _embed_dedup, enabled=lambda ctx: ctx.embedder is not None),
+    Stage("attempts", _attempts, enabled=lambda ctx: ctx.attempts is not None),
     Stage("difficulty", _difficulty),
     Stage("diversity", _diversity, on_skip=_all_survivors),
 )
@@ -240,6 +256,8 @@ def apply(stage: Stage, rows: list[Row], ctx: StageContext, manifest: Manifest) 
     run = stage.on_skip if skipped and stage.on_skip is not None else stage.run
     out = run(rows, ctx)
     ctx.must_keep = ctx.must_keep | out.must_keep
+    for row, extra in out.annotations.items():
+        manifest.annotate(row, extra)
     reasons: Counter[str] = Counter()
     survivors = []
     for r in tqdm(
@@ -264,8 +282,17 @@ def apply(stage: Stage, rows: list[Row], ctx: StageContext, manifest: Manifest) 
     return survivors
 
 
-def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | None = None) -> CurateResult:
-    """Run every enabled stage of :data:`PIPELINE` in order over the pool; the last stage selects."""
+def run_pipeline(
+    pool: Pool,
+    cfg: CurateConfig,
+    embedder: SentenceEmbedder | None = None,
+    attempts: AttemptsRunner | None = None,
+) -> CurateResult:
+    """Run every enabled stage of :data:`PIPELINE` in order over the pool; the last stage selects.
+
+    ``embedder`` enables ``embed_dedup`` (and ``domain_method="embeddings"``); ``attempts`` enables the
+    attempts stage (see :mod:`s1kit.curate.attempts`), whose correctness columns ``difficulty`` reads.
+    """
     unknown = cfg.skip - set(STAGES)
     if unknown:
         raise ConfigFieldError(f"`skip` {sorted(unknown)}: stages are {', '.join(STAGES)}", "skip")
@@ -277,7 +304,7 @@ def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | Non
             "load", pool.num_input_rows, len(alive), Counter(i.reason.split(":")[0] for i in pool.issues)
         )
     )
-    ctx = StageContext(cfg, embedder)
+    ctx = StageContext(cfg, embedder, attempts)
     for stage in PIPELINE:
         if stage.enabled(ctx):
             alive = apply(stage, alive, ctx, manifest)
