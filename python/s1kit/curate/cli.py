@@ -77,7 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--strict-correctness", action="store_true", help="drop traces that state no final answer")
     p.add_argument(
-        "--grading-workers", type=int, default=0, help="grade in this many worker processes (0: in-process)"
+        "--grading-workers",
+        type=int,
+        default=0,
+        help="grade in this many worker processes (0: in-process; the attempts stage uses at least 1)",
     )
     p.add_argument(
         "--ngram", type=int, default=8, help="words per n-gram for decontamination and near-dup (default 8)"

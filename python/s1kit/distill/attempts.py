@@ -12,7 +12,7 @@ into a ``timeout`` verdict). The grading task per row is curation's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from s1kit.distill.generations import (
 )
 
 if TYPE_CHECKING:
-    from s1kit.backends import EngineOptions
+    from s1kit.backends import Backend, EngineOptions
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,11 @@ def verdict(grade: Any, extracted: str | None, finish_reason: str) -> str:
 class BackendAttempts:
     """Attempts through :mod:`s1kit.backends`, one backend per model, cached on disk."""
 
-    def __init__(self, cfg: AttemptsConfig) -> None:
+    def __init__(self, cfg: AttemptsConfig, loaded: Mapping[str, Backend] | None = None) -> None:
+        """``loaded``: engines the caller started (by model name), used instead of starting them and
+        left open."""
         self.cfg = cfg
+        self.loaded = dict(loaded or {})
         self.models = cfg.models
         self.attempts_per_question = cfg.attempts_per_question
         self.stats: dict[str, GenerationStats] = {}
@@ -92,7 +95,7 @@ class BackendAttempts:
         out: Verdicts = {r.row: {} for r in rows}
         by_row = {r.row: r for r in rows}
         for model in cfg.models:
-            with EngineOnDemand(cfg.engine, model, cfg.options) as engine:
+            with EngineOnDemand(cfg.engine, model, cfg.options, self.loaded.get(model)) as engine:
                 maker = PromptMaker(model, engine.tokenizer(), cfg.settings)
                 jobs = maker.jobs([(r.row, r.question or "") for r in rows], cfg.attempts_per_question)
                 self.stats[model] = generate_cached(

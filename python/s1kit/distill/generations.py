@@ -136,13 +136,17 @@ class EngineOnDemand:
     """One model's engine, started on first :meth:`get` (never, when the cache holds everything) and
     closed at the end of the ``with`` block. :meth:`tokenizer` reads the model's tokenizer without
     starting the engine where ``transformers`` can load it from ``model`` (a local folder or a cached
-    hub name); otherwise it starts the engine and takes the engine's."""
+    hub name); otherwise it starts the engine and takes the engine's. ``loaded``: an engine the caller
+    started and closes itself, used instead of starting one."""
 
-    def __init__(self, engine: str, model: str, options: EngineOptions | None) -> None:
+    def __init__(
+        self, engine: str, model: str, options: EngineOptions | None, loaded: Backend | None = None
+    ) -> None:
         self.engine = engine
         self.model = model
         self.options = options
-        self.backend: Backend | None = None
+        self.backend: Backend | None = loaded
+        self.owned = loaded is None
 
     def get(self) -> Backend:
         if self.backend is None:
@@ -165,7 +169,7 @@ class EngineOnDemand:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.backend is not None:
+        if self.backend is not None and self.owned:
             self.backend.close()
             self.backend = None
 
