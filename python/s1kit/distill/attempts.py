@@ -26,6 +26,7 @@ from s1kit.distill.generations import (
     EngineOnDemand,
     GenerationSettings,
     GenerationStats,
+    Job,
     PromptMaker,
     generate_cached,
 )
@@ -60,6 +61,40 @@ class AttemptsConfig:
             raise ValueError(f"grading_workers={self.grading_workers}: use 1 or more")
 
 
+@dataclass(frozen=True)
+class Graded:
+    """One generation graded: its verdict, the grading task, the extracted answer, the grader's error."""
+
+    verdict: str
+    task: str
+    extracted: str | None
+    error: str | None = None
+
+
+def grade_generations(
+    jobs: Sequence[Job], cache: GenerationCache, rows: Mapping[int, Row], *, workers: int, timeout_s: float
+) -> list[Graded]:
+    """Grade every job's cached generation against its row's reference answer as ``s1kit eval``
+    grades (``extract_answer``, then a :class:`~s1kit.eval.grading.GradingPool` of
+    ``workers`` processes with the hard limit ``timeout_s`` per comparison)."""
+    from s1kit.eval import grading
+
+    recs = [cache.records[j.key] for j in jobs]
+    tasks = [task_for(rows[j.row], grading) for j in jobs]
+    extracted = [
+        grading.extract_answer(rec["text"], t) if rec["finish_reason"] != PROMPT_TOO_LONG else None
+        for rec, t in zip(recs, tasks, strict=True)
+    ]
+    with grading.GradingPool(workers=workers, timeout_s=timeout_s) as pool:
+        graded = pool.grade(
+            [(x, rows[j.row].answer or "", t) for j, x, t in zip(jobs, extracted, tasks, strict=True)]
+        )
+    return [
+        Graded(verdict(g, x, rec["finish_reason"]), t, x, g.error)
+        for rec, t, x, g in zip(recs, tasks, extracted, graded, strict=True)
+    ]
+
+
 def verdict(grade: Any, extracted: str | None, finish_reason: str) -> str:
     """One attempt's verdict (see :data:`s1kit.curate.attempts.VERDICTS`)."""
     if finish_reason == PROMPT_TOO_LONG:
@@ -88,8 +123,6 @@ class BackendAttempts:
         self.stats: dict[str, GenerationStats] = {}
 
     def attempt(self, rows: Sequence[Row]) -> Verdicts:
-        from s1kit.eval import grading
-
         cfg = self.cfg
         cache = GenerationCache(cfg.cache_path)
         out: Verdicts = {r.row: {} for r in rows}
@@ -107,21 +140,14 @@ class BackendAttempts:
                     progress=cfg.progress,
                     kill_point="attempts.batch",
                 )
-            recs = [cache.records[j.key] for j in jobs]
-            tasks = [task_for(by_row[j.row], grading) for j in jobs]
-            extracted = [
-                grading.extract_answer(rec["text"], t) if rec["finish_reason"] != PROMPT_TOO_LONG else None
-                for rec, t in zip(recs, tasks, strict=True)
-            ]
-            with grading.GradingPool(workers=cfg.grading_workers, timeout_s=cfg.grading_timeout_s) as pool:
-                graded = pool.grade(
-                    [
-                        (x, by_row[j.row].answer or "", t)
-                        for j, x, t in zip(jobs, extracted, tasks, strict=True)
-                    ]
-                )
-            for j, rec, x, g in zip(jobs, recs, extracted, graded, strict=True):
-                out[j.row].setdefault(model, []).append(verdict(g, x, rec["finish_reason"]))
+            for j, g in zip(
+                jobs,
+                grade_generations(
+                    jobs, cache, by_row, workers=cfg.grading_workers, timeout_s=cfg.grading_timeout_s
+                ),
+                strict=True,
+            ):
+                out[j.row].setdefault(model, []).append(g.verdict)
         return out
 
     def describe(self) -> str:

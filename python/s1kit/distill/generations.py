@@ -112,9 +112,7 @@ class PromptMaker:
             text, ids = self.prompt(question)
             for i in range(attempts):
                 key = generation_key(self.model, ids, self.key_settings, i)
-                seed = (
-                    int.from_bytes(hashlib.blake2b(f"{key}".encode(), digest_size=8).digest(), "little") >> 1
-                )
+                seed = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
                 out.append(Job(row, i, text, ids, key, seed))
         return out
 

@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s1kit import _io
-from s1kit.curate.correctness import task_for
 from s1kit.curate.loaders import load_pool
 from s1kit.curate.manifest import Manifest, StageStats
-from s1kit.distill.attempts import verdict
+from s1kit.distill.attempts import grade_generations
 from s1kit.distill.cache import GenerationCache
 from s1kit.distill.generations import (
-    PROMPT_TOO_LONG,
     EngineOnDemand,
     GenerationSettings,
     GenerationStats,
@@ -108,8 +106,6 @@ def split_generation(text: str, delimiters: Delimiters) -> tuple[str, str] | Non
 
 def distill(in_path: Path, cfg: DistillConfig) -> DistillResult:
     """Generate, grade and select traces for every row of ``in_path`` (see the module docstring)."""
-    from s1kit.eval import grading
-
     pool = load_pool([in_path])
     manifest = Manifest.from_pool(pool)
     manifest.stages.append(StageStats("load", pool.num_input_rows, len(pool.rows)))
@@ -128,24 +124,16 @@ def distill(in_path: Path, cfg: DistillConfig) -> DistillResult:
             engine.get, maker, jobs, cache, desc="traces", progress=cfg.progress, kill_point="distill.batch"
         )
     by_row = {r.row: r for r in usable}
-    recs = [cache.records[j.key] for j in jobs]
-    tasks = [task_for(by_row[j.row], grading) for j in jobs]
-    extracted = [
-        grading.extract_answer(rec["text"], t) if rec["finish_reason"] != PROMPT_TOO_LONG else None
-        for rec, t in zip(recs, tasks, strict=True)
-    ]
-    with grading.GradingPool(workers=cfg.grading_workers, timeout_s=cfg.grading_timeout_s) as pool_:
-        graded = pool_.grade(
-            [(x, by_row[j.row].answer or "", t) for j, x, t in zip(jobs, extracted, tasks, strict=True)]
-        )
+    graded = grade_generations(
+        jobs, cache, by_row, workers=cfg.grading_workers, timeout_s=cfg.grading_timeout_s
+    )
     kept: list[dict[str, Any]] = []
-    for j, rec, x, t, g in zip(jobs, recs, extracted, tasks, graded, strict=True):
-        row = by_row[j.row]
-        v = verdict(g, x, rec["finish_reason"])
+    for j, g in zip(jobs, graded, strict=True):
+        row, rec, v = by_row[j.row], cache.records[j.key], g.verdict
         detail: dict[str, Any] = {
             "verdict": v,
-            "task": t,
-            "extracted": None if x is None else x[:200],
+            "task": g.task,
+            "extracted": None if g.extracted is None else g.extracted[:200],
             "reference": (row.answer or "")[:200],
             "finish_reason": rec["finish_reason"],
             "thinking_tokens": rec.get("thinking_tokens", 0),
