@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         required=True,
-        help="kept rows (JSON Lines: the input columns + thinking_trajectories, attempt, teacher); the "
-        "manifest goes to <out stem>.manifest.jsonl",
+        help="kept rows (JSON Lines: the input columns + thinking_trajectories, attempt, teacher, "
+        "teacher_thinking_tokens); the manifest goes to <out stem>.manifest.jsonl",
     )
     p.add_argument(
         "--generation-cache",

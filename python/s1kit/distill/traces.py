@@ -13,7 +13,8 @@
    grades correct (LIMO's rule), else dropped by ``distill`` with the reason (disagrees, no final
    answer, thinking never ended, grading timed out, grading failed, prompt too long);
 5. the kept rows are written in the format ``s1kit train`` reads by default: the input row's
-   columns plus ``thinking_trajectories`` (the trace), ``attempt`` (the answer) and ``teacher``;
+   columns plus ``thinking_trajectories`` (the trace), ``attempt`` (the answer), ``teacher`` and
+   ``teacher_thinking_tokens``;
    the manifest (``<out stem>.manifest.jsonl``) has one line per input row, kept or dropped, with
    the reason, the verdict and the extracted answer. Both files are written atomically, the
    manifest first.
