@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "generate": "s1kit.generate.cli",
     "eval": "s1kit.eval.cli",
     "curate": "s1kit.curate.cli",
+    "distill": "s1kit.distill.cli",
 }
 
 

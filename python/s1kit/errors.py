@@ -26,3 +26,20 @@ class ConfigError(S1kitError):
 
 class CheckpointError(S1kitError):
     """A checkpoint is missing, incomplete or does not match the run."""
+
+
+class ConfigFieldError(ValueError):
+    """A library configuration value is bad. The message names configuration fields in backticks
+    (```skip```, ```domain_method```); ``fields`` lists them, so that a command line can name its own
+    flags instead (see :meth:`for_flags`)."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+    def for_flags(self, flags: dict[str, str]) -> str:
+        """The message with every backticked field that ``flags`` maps replaced by its flag."""
+        text = str(self)
+        for name in self.fields:
+            text = text.replace(f"`{name}`", flags.get(name, f"`{name}`"))
+        return text

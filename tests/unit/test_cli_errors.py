@@ -30,6 +30,18 @@ def user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
             "run.json is missing: this is not an `s1kit eval` output folder",
         ),
         "curate": (["curate", str(tmp / "nope.jsonl"), "--out", str(tmp / "o")], "nope.jsonl: no such file"),
+        "distill": (
+            [
+                "distill",
+                "--teacher",
+                str(tmp),
+                "--in",
+                str(tmp / "nope.jsonl"),
+                "--out",
+                str(tmp / "t.jsonl"),
+            ],
+            "--in " + str(tmp / "nope.jsonl") + ": no such file",
+        ),
     }
 
 

@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-HELP = "Curate an s1K-style set: quality, trace correctness, decontamination, dedup, difficulty, diversity."
+from s1kit.distill.engine_flags import add_engine_arguments
+
+if TYPE_CHECKING:
+    from s1kit.curate.attempts import AttemptsRunner
+
+HELP = (
+    "Curate an s1K-style set: quality, trace correctness, decontamination, dedup, [model attempts], "
+    "difficulty, diversity."
+)
+
+
+# Library configuration fields (named in :class:`~s1kit.errors.ConfigFieldError`) -> this command's flags.
+FLAGS: dict[str, str] = {
+    "skip": "--skip-stage",
+    "domain_method": "--domains",
+    "embedder": "--embed-model DIR",
+    "solved_by": "--solved-by",
+    "rule": "--difficulty-rule",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="STAGE",
-        help="skip a stage (quality, correctness, decontam, exact_dedup, near_dedup, embed_dedup, difficulty, diversity)",
+        help="skip a stage (quality, correctness, decontam, exact_dedup, near_dedup, embed_dedup, attempts, difficulty, "
+        "diversity)",
     )
     p.add_argument(
         "--require",
@@ -57,7 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--strict-correctness", action="store_true", help="drop traces that state no final answer")
     p.add_argument(
-        "--grading-workers", type=int, default=0, help="grade in this many worker processes (0: in-process)"
+        "--grading-workers",
+        type=int,
+        default=0,
+        help="grade in this many worker processes (0: in-process; the attempts stage uses at least 1)",
     )
     p.add_argument(
         "--ngram", type=int, default=8, help="words per n-gram for decontamination and near-dup (default 8)"
@@ -100,6 +123,104 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--min-trace-tokens", nargs="+", default=[], metavar="SOURCE=N", help="e.g. math=5600")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group(
+        "model attempts",
+        "difficulty from raw questions: models try the questions that survive quality, decontamination "
+        "and dedup; graded as s1kit eval grades, they become correctness columns named as the model is "
+        "given, read by --solved-by and --difficulty-rule",
+    )
+    g.add_argument(
+        "--attempts",
+        type=_models,
+        default=None,
+        metavar="MODEL[,MODEL]",
+        help="models that attempt every surviving question (one engine per model, batched)",
+    )
+    g.add_argument(
+        "--attempts-per-question",
+        type=int,
+        default=1,
+        metavar="N",
+        help="attempts per question and model; solved = any attempt correct (default 1)",
+    )
+    g.add_argument(
+        "--attempts-max-thinking-tokens",
+        type=int,
+        default=2048,
+        help="thinking budget of an attempt, forced to end there (default 2048)",
+    )
+    g.add_argument(
+        "--attempts-max-answer-tokens",
+        type=int,
+        default=512,
+        help="answer tokens after thinking (default 512)",
+    )
+    g.add_argument(
+        "--attempts-temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default: 0, greedy, for one attempt; 1.0 for several)",
+    )
+    g.add_argument("--attempts-seed", type=int, default=0, help="seeds every attempt's sampling (default 0)")
+    g.add_argument(
+        "--grading-timeout",
+        type=float,
+        default=5.0,
+        help="seconds per attempt's answer comparison (default 5)",
+    )
+    g.add_argument(
+        "--generation-cache",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="cache of attempts by (model, prompt, settings); reruns generate only what it lacks "
+        "(default: <out>/generations.jsonl)",
+    )
+    add_engine_arguments(g)
+
+
+def _models(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name at least one model, e.g. --attempts runs/m1,runs/m2"
+        )
+    return names
+
+
+def attempts_runner(args: argparse.Namespace) -> AttemptsRunner | None:
+    """The attempts runner ``--attempts`` asks for (:class:`s1kit.distill.BackendAttempts`), or None."""
+    if not args.attempts:
+        return None
+    from s1kit.distill import AttemptsConfig, BackendAttempts, GenerationSettings
+    from s1kit.distill.engine_flags import engine_options
+
+    n = args.attempts_per_question
+    if n < 1:
+        raise ValueError(f"--attempts-per-question {n}: use 1 or more")
+    temperature = args.attempts_temperature
+    if temperature is None:
+        temperature = 0.0 if n == 1 else 1.0
+    settings = GenerationSettings(
+        max_thinking_tokens=args.attempts_max_thinking_tokens,
+        max_answer_tokens=args.attempts_max_answer_tokens,
+        max_new_tokens=args.attempts_max_thinking_tokens + args.attempts_max_answer_tokens,
+        temperature=temperature,
+        seed=args.attempts_seed,
+    )
+    return BackendAttempts(
+        AttemptsConfig(
+            models=tuple(args.attempts),
+            cache_path=args.generation_cache or Path(args.out) / "generations.jsonl",
+            attempts_per_question=n,
+            settings=settings,
+            engine=args.engine,
+            options=engine_options(args),
+            grading_workers=max(1, args.grading_workers),
+            grading_timeout_s=args.grading_timeout,
+            progress=not args.quiet,
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     from s1kit.curate.loaders import load_pool
     from s1kit.curate.pipeline import CurateConfig, run_pipeline, write_outputs
     from s1kit.curate.quality import QualityConfig
+    from s1kit.errors import ConfigFieldError
 
     overrides = {}
     for spec in args.field:
@@ -152,7 +274,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"loaded {pool.num_input_rows} input rows ({len(pool.issues)} unreadable)")
     for f, m in pool.field_maps.items():
         print(f"  {f}: {m.describe()}")
-    result = run_pipeline(pool, cfg, embedder)
+    runner = attempts_runner(args)
+    try:
+        result = run_pipeline(pool, cfg, embedder, runner)
+    except ConfigFieldError as exc:
+        raise ValueError(exc.for_flags(FLAGS)) from exc
     if embedder is not None:
         embedder.save_cache()
     paths = write_outputs(result, pool, args.out)

@@ -20,6 +20,7 @@ from typing import Any
 
 from s1kit.curate.dedup import trace_length
 from s1kit.curate.schema import Row
+from s1kit.errors import ConfigFieldError
 
 
 @dataclass
@@ -55,13 +56,15 @@ def parse_min_trace_tokens(specs: list[str]) -> dict[str, int]:
 
 def select_difficult(rows: list[Row], cfg: DifficultyConfig) -> DifficultyResult:
     if cfg.rule not in ("any", "all"):
-        raise ValueError(f"rule={cfg.rule!r}: use 'any' (s1) or 'all'")
+        raise ConfigFieldError(f"`rule` {cfg.rule!r}: use 'any' (s1) or 'all'", "rule")
     found = sorted({m for r in rows for m in r.correct})
     models = list(cfg.solved_by) if cfg.solved_by is not None else found
     missing = [m for m in models if m not in found]
     if cfg.solved_by is not None and missing:
-        raise ValueError(
-            f"--solved-by names model(s) {missing} without a correctness column; columns found: {found or 'none'}"
+        raise ConfigFieldError(
+            f"`solved_by` names model(s) {missing} without a correctness column; columns found: "
+            f"{found or 'none'}",
+            "solved_by",
         )
     drops: dict[int, tuple[str, dict[str, Any]]] = {}
     must_keep: set[int] = set()

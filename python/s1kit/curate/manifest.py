@@ -62,6 +62,8 @@ class Manifest:
         self.num_input_rows = num_input_rows
         self.decisions: dict[int, Decision] = {}
         self.stages: list[StageStats] = []
+        # Extra keys on a row's line whatever its decision (the attempts' verdicts), by input row.
+        self.annotations: dict[int, dict[str, Any]] = {}
 
     @classmethod
     def from_pool(cls, pool: Pool) -> Manifest:
@@ -84,6 +86,10 @@ class Manifest:
             raise RuntimeError(f"row {row.row} already has a decision")
         self.decisions[row.row] = Decision(row.row, row.file, row.line, row.id, "kept", stage, reason, detail)
 
+    def annotate(self, row: int, extra: dict[str, Any]) -> None:
+        """Add ``extra``'s keys to row ``row``'s manifest line (they never replace the decision's)."""
+        self.annotations.setdefault(row, {}).update(extra)
+
     def check_complete(self) -> None:
         """Raise unless every input row has exactly one decision."""
         missing = [r for r in range(self.num_input_rows) if r not in self.decisions]
@@ -97,7 +103,10 @@ class Manifest:
         self.check_complete()
         with path.open("w", encoding="utf-8") as fh:
             for r in range(self.num_input_rows):
-                fh.write(json.dumps(self.decisions[r].to_json(), ensure_ascii=False) + "\n")
+                line = self.decisions[r].to_json()
+                for key, value in self.annotations.get(r, {}).items():
+                    line.setdefault(key, value)
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def table(self, max_domains: int = 8) -> str:
         """The stage table: rows in, rows out, dropped by reason, survivors per domain."""

@@ -1,10 +1,17 @@
 """The s1K selection pipeline: stages in order, one manifest decision per input row, outputs.
 
 Default stage order (s1): ``quality`` -> ``correctness`` -> ``decontam`` -> ``exact_dedup`` ->
-``near_dedup`` -> [``embed_dedup`` with an embedding model] -> ``difficulty`` -> ``diversity``. Domains
+``near_dedup`` -> [``embed_dedup`` with an embedding model] -> [``attempts`` with an attempts runner]
+-> ``difficulty`` -> ``diversity``. Domains
 are assigned before the first stage (a ``domain`` column when present, else the MSC classifier) so the
 stage table can count survivors per domain throughout. The same inputs, configuration and seed give
 the same selection, manifest and table.
+
+The stages run from one table, :data:`PIPELINE`: each :class:`Stage` takes the surviving rows and a
+:class:`StageContext` and returns a :class:`StageOutcome` (drops with reasons, a note, and for the final
+stage the selection); :func:`apply` records every outcome in the manifest and the stage table the same
+way. Bad configuration raises :class:`~s1kit.errors.ConfigFieldError` naming the
+:class:`CurateConfig` field; ``s1kit curate`` (``curate/cli.py``) names its flag instead.
 """
 
 from __future__ import annotations
@@ -20,25 +27,15 @@ from typing import Any
 from tqdm import tqdm
 
 from s1kit import _io
-from s1kit.curate import correctness, decontam, dedup, difficulty, diversity, domains, quality
+from s1kit.curate import attempts, correctness, decontam, dedup, difficulty, diversity, domains, quality
+from s1kit.curate.attempts import AttemptsRunner
 from s1kit.curate.embed import SentenceEmbedder
 from s1kit.curate.loaders import Pool
 from s1kit.curate.manifest import Manifest, StageStats
 from s1kit.curate.schema import Row
-from s1kit.errors import DataError
+from s1kit.errors import ConfigFieldError, DataError
 
 SUMMARY_FILE = "summary.json"
-
-STAGES: tuple[str, ...] = (
-    "quality",
-    "correctness",
-    "decontam",
-    "exact_dedup",
-    "near_dedup",
-    "embed_dedup",
-    "difficulty",
-    "diversity",
-)
 
 
 @dataclass
@@ -71,6 +68,51 @@ class CurateResult:
 Drops = dict[int, tuple[str, dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class StageOutcome:
+    """What one stage decided about the rows it was given.
+
+    ``drops``: ``{row: (reason, detail)}``, every other row goes on. ``selected``: only a final stage
+    sets it, the rows it keeps in selection order with why (``{row: why}`` in ``why``); rows it does
+    not select must be in ``drops``. ``must_keep``: rows a later stage has to select (keep-all
+    sources). ``table_reasons`` shortens a drop reason for the stage table (the manifest keeps the
+    full one). ``annotations`` go onto rows' manifest lines whatever their final decision (the
+    attempts' verdicts). ``note`` goes to the table and summary.
+    """
+
+    drops: Drops = field(default_factory=dict)
+    note: str = ""
+    selected: tuple[Row, ...] | None = None
+    why: dict[int, str] = field(default_factory=dict)
+    must_keep: frozenset[int] = frozenset()
+    table_reasons: dict[str, str] = field(default_factory=dict)
+    annotations: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """What the stages share: the configuration, the optional embedder and attempts runner, and what
+    earlier stages passed on (``must_keep`` from ``difficulty``)."""
+
+    cfg: CurateConfig
+    embedder: SentenceEmbedder | None
+    attempts: AttemptsRunner | None = None
+    must_keep: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table: ``run`` decides, ``enabled`` says whether the stage exists in this
+    run at all (``embed_dedup`` only with an embedder; absent stages leave no table line), and
+    ``on_skip`` is what the stage does when named in ``skip`` (default: pass every row, note
+    "skipped")."""
+
+    name: str
+    run: Callable[[list[Row], StageContext], StageOutcome]
+    enabled: Callable[[StageContext], bool] = lambda ctx: True
+    on_skip: Callable[[list[Row], StageContext], StageOutcome] | None = None
+
+
 def assign_domains(rows: list[Row], method: str, embedder: SentenceEmbedder | None) -> str:
     """Fill ``row.domain``; return the method used (reported in the run summary)."""
     have_column = any(r.domain for r in rows)
@@ -78,7 +120,10 @@ def assign_domains(rows: list[Row], method: str, embedder: SentenceEmbedder | No
         method = "column" if have_column else ("embeddings" if embedder is not None else "keywords")
     if method == "column":
         if not have_column:
-            raise ValueError("--domains column: the pool has no domain column; use keywords or embeddings")
+            raise ConfigFieldError(
+                "`domain_method` column: the pool has no domain column; use keywords or embeddings",
+                "domain_method",
+            )
         for r in rows:
             r.domain = r.domain or domains.GENERAL
     elif method == "keywords":
@@ -86,125 +131,185 @@ def assign_domains(rows: list[Row], method: str, embedder: SentenceEmbedder | No
             r.domain = domains.classify_keywords(r.question or "")
     elif method == "embeddings":
         if embedder is None:
-            raise ValueError("--domains embeddings needs --embed-model DIR")
+            raise ConfigFieldError(
+                "`domain_method` embeddings needs `embedder` (a sentence-embedding model)",
+                "domain_method",
+                "embedder",
+            )
         for r, d in zip(
             rows, domains.classify_embeddings([r.question or "" for r in rows], embedder), strict=True
         ):
             r.domain = d
     else:
-        raise ValueError(f"domain method {method!r}: use auto, column, keywords or embeddings")
+        raise ConfigFieldError(
+            f"`domain_method` {method!r}: use auto, column, keywords or embeddings", "domain_method"
+        )
     return method
 
 
-def run_pipeline(pool: Pool, cfg: CurateConfig, embedder: SentenceEmbedder | None = None) -> CurateResult:
+# ------------------------------------------------------------------------------------------- stages
+
+
+def _quality(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    return StageOutcome(quality.quality_reasons(rows, ctx.cfg.quality))
+
+
+def _correctness(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    cfg = ctx.cfg
+    res = correctness.check_traces(
+        rows, strict=cfg.strict_correctness, workers=cfg.grading_workers, progress=cfg.progress
+    )
+    return StageOutcome(res.drops, res.note())
+
+
+def _decontam(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    cfg = ctx.cfg
+    if not cfg.eval_files:
+        return StageOutcome(note="no --eval files given")
+    evals = decontam.EvalSet.load(cfg.eval_files)
+    res = decontam.decontaminate(rows, evals, n=cfg.ngram, min_shared=cfg.min_shared_ngrams)
+    return StageOutcome(
+        res.drops, f"{res.num_eval_items} eval items, {res.num_eval_ngrams} {cfg.ngram}-grams"
+    )
+
+
+def _exact_dedup(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    return StageOutcome(dedup.exact_dedup(rows, ctx.cfg.keep))
+
+
+def _near_dedup(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    return StageOutcome(dedup.near_dedup(rows, ctx.cfg.near, ctx.cfg.keep))
+
+
+def _embed_dedup(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    assert ctx.embedder is not None  # the stage is enabled only with an embedder
+    vectors = ctx.embedder([r.question or "" for r in rows])
+    return StageOutcome(dedup.embedding_dedup(rows, vectors, ctx.cfg.embed_threshold, ctx.cfg.keep))
+
+
+def _attempts(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    assert ctx.attempts is not None  # the stage is enabled only with a runner
+    out = attempts.run_attempts(rows, ctx.attempts)
+    attempted = len(rows) - out.not_attempted
+    return StageOutcome(
+        note=attempts.note(out, ctx.attempts, attempted),
+        annotations={row: {"attempts": v} for row, v in out.verdicts.items()},
+    )
+
+
+def _difficulty(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    res = difficulty.select_difficult(rows, ctx.cfg.difficulty)
+    return StageOutcome(res.drops, res.note, must_keep=frozenset(res.must_keep))
+
+
+NOT_SAMPLED = "not sampled (final size k reached)"
+
+
+def _diversity(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    cfg = ctx.cfg
+    selected, why = diversity.diversity_sample(
+        rows, cfg.k, seed=cfg.seed, length=diversity.rank_length, must_keep=set(ctx.must_keep)
+    )
+    chosen = {r.row for r in selected}
+    drops: Drops = {r.row: (NOT_SAMPLED, {"domain": r.domain}) for r in rows if r.row not in chosen}
+    return StageOutcome(
+        drops,
+        f"k={cfg.k} seed={cfg.seed}",
+        selected=tuple(selected),
+        why=why,
+        table_reasons={NOT_SAMPLED: "not sampled"},
+    )
+
+
+def _all_survivors(rows: list[Row], ctx: StageContext) -> StageOutcome:
+    """``diversity`` skipped: every survivor is selected, in input order."""
+    why = {r.row: "all survivors (diversity skipped)" for r in rows}
+    return StageOutcome(note=f"k={ctx.cfg.k} seed={ctx.cfg.seed}", selected=tuple(rows), why=why)
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("quality", _quality),
+    Stage("correctness", _correctness),
+    Stage("decontam", _decontam),
+    Stage("exact_dedup", _exact_dedup),
+    Stage("near_dedup", _near_dedup),
+    Stage("embed_dedup", _embed_dedup, enabled=lambda ctx: ctx.embedder is not None),
+    Stage("attempts", _attempts, enabled=lambda ctx: ctx.attempts is not None),
+    Stage("difficulty", _difficulty),
+    Stage("diversity", _diversity, on_skip=_all_survivors),
+)
+STAGES: tuple[str, ...] = tuple(s.name for s in PIPELINE)
+
+
+# ------------------------------------------------------------------------------------------- runner
+
+
+def apply(stage: Stage, rows: list[Row], ctx: StageContext, manifest: Manifest) -> list[Row]:
+    """Run one stage on ``rows``: record its drops (and, for a final stage, its selection) in the
+    manifest and its line in the stage table; return the rows that go on (the selection, in order,
+    for a final stage)."""
+    skipped = stage.name in ctx.cfg.skip
+    if skipped and stage.on_skip is None:
+        manifest.stages.append(StageStats(stage.name, len(rows), len(rows), note="skipped"))
+        return rows
+    t0 = time.perf_counter()
+    run = stage.on_skip if skipped and stage.on_skip is not None else stage.run
+    out = run(rows, ctx)
+    ctx.must_keep = ctx.must_keep | out.must_keep
+    for row, extra in out.annotations.items():
+        manifest.annotate(row, extra)
+    reasons: Counter[str] = Counter()
+    survivors = []
+    for r in tqdm(
+        rows, desc="manifest", disable=not (ctx.cfg.progress and out.selected is not None), unit="row"
+    ):
+        if r.row in out.drops:
+            reason, detail = out.drops[r.row]
+            manifest.drop(r, stage.name, reason, detail)
+            reasons[out.table_reasons.get(reason, reason)] += 1
+        else:
+            survivors.append(r)
+    if out.selected is not None:
+        if {r.row for r in out.selected} != {r.row for r in survivors}:
+            raise RuntimeError(f"stage {stage.name}: its selection and its drops do not cover its rows")
+        for r in out.selected:
+            manifest.keep(r, stage.name, out.why[r.row], {"domain": r.domain})
+        survivors = list(out.selected)
+    timing = "" if out.selected is not None else f"{time.perf_counter() - t0:.2f}s"
+    text = " ".join(x for x in (out.note, timing) if x)
+    domains_out = Counter(r.domain or "" for r in survivors)
+    manifest.stages.append(StageStats(stage.name, len(rows), len(survivors), reasons, domains_out, text))
+    return survivors
+
+
+def run_pipeline(
+    pool: Pool,
+    cfg: CurateConfig,
+    embedder: SentenceEmbedder | None = None,
+    attempts: AttemptsRunner | None = None,
+) -> CurateResult:
+    """Run every enabled stage of :data:`PIPELINE` in order over the pool; the last stage selects.
+
+    ``embedder`` enables ``embed_dedup`` (and ``domain_method="embeddings"``); ``attempts`` enables the
+    attempts stage (see :mod:`s1kit.curate.attempts`), whose correctness columns ``difficulty`` reads.
+    """
     unknown = cfg.skip - set(STAGES)
     if unknown:
-        raise ValueError(f"--skip-stage {sorted(unknown)}: stages are {', '.join(STAGES)}")
+        raise ConfigFieldError(f"`skip` {sorted(unknown)}: stages are {', '.join(STAGES)}", "skip")
     manifest = Manifest.from_pool(pool)
-    notes: dict[str, str] = {}
     alive = list(pool.rows)
     method = assign_domains(alive, cfg.domain_method, embedder)
-    notes["domains"] = method
     manifest.stages.append(
         StageStats(
             "load", pool.num_input_rows, len(alive), Counter(i.reason.split(":")[0] for i in pool.issues)
         )
     )
-
-    def apply(stage: str, fn: Callable[[list[Row]], Drops], note: Callable[[], str] = lambda: "") -> None:
-        nonlocal alive
-        if stage in cfg.skip:
-            manifest.stages.append(StageStats(stage, len(alive), len(alive), note="skipped"))
-            return
-        t0 = time.perf_counter()
-        drops = fn(alive)
-        reasons: Counter[str] = Counter()
-        survivors = []
-        for r in alive:
-            if r.row in drops:
-                reason, detail = drops[r.row]
-                manifest.drop(r, stage, reason, detail)
-                reasons[reason] += 1
-            else:
-                survivors.append(r)
-        text = " ".join(x for x in (note(), f"{time.perf_counter() - t0:.2f}s") if x)
-        stats = StageStats(
-            stage, len(alive), len(survivors), reasons, Counter(r.domain or "" for r in survivors), text
-        )
-        manifest.stages.append(stats)
-        alive = survivors
-
-    apply("quality", lambda rows: quality.quality_reasons(rows, cfg.quality))
-
-    graded: list[correctness.CorrectnessResult] = []
-
-    def correctness_stage(rows: list[Row]) -> Drops:
-        res = correctness.check_traces(
-            rows, strict=cfg.strict_correctness, workers=cfg.grading_workers, progress=cfg.progress
-        )
-        graded.append(res)
-        return res.drops
-
-    apply("correctness", correctness_stage, lambda: graded[0].note() if graded else "")
-
-    eval_note: list[str] = []
-
-    def decontam_stage(rows: list[Row]) -> Drops:
-        if not cfg.eval_files:
-            eval_note.append("no --eval files given")
-            return {}
-        evals = decontam.EvalSet.load(cfg.eval_files)
-        res = decontam.decontaminate(rows, evals, n=cfg.ngram, min_shared=cfg.min_shared_ngrams)
-        eval_note.append(f"{res.num_eval_items} eval items, {res.num_eval_ngrams} {cfg.ngram}-grams")
-        return res.drops
-
-    apply("decontam", decontam_stage, lambda: "; ".join(eval_note))
-    apply("exact_dedup", lambda rows: dedup.exact_dedup(rows, cfg.keep))
-    apply("near_dedup", lambda rows: dedup.near_dedup(rows, cfg.near, cfg.keep))
-    if embedder is not None:
-        apply(
-            "embed_dedup",
-            lambda rows: dedup.embedding_dedup(
-                rows, embedder([r.question or "" for r in rows]), cfg.embed_threshold, cfg.keep
-            ),
-        )
-
-    diff_result: list[difficulty.DifficultyResult] = []
-
-    def difficulty_stage(rows: list[Row]) -> Drops:
-        res = difficulty.select_difficult(rows, cfg.difficulty)
-        diff_result.append(res)
-        return res.drops
-
-    apply("difficulty", difficulty_stage, lambda: diff_result[0].note if diff_result else "")
-    must_keep = diff_result[0].must_keep if diff_result else set()
-
-    if "diversity" in cfg.skip:
-        selected, why = alive, {r.row: "all survivors (diversity skipped)" for r in alive}
-    else:
-        selected, why = diversity.diversity_sample(
-            alive, cfg.k, seed=cfg.seed, length=diversity.rank_length, must_keep=must_keep
-        )
-    chosen = {r.row for r in selected}
-    not_sampled: Counter[str] = Counter()
-    for r in tqdm(alive, desc="manifest", disable=not cfg.progress, unit="row"):
-        if r.row in chosen:
-            manifest.keep(r, "diversity", why[r.row], {"domain": r.domain})
-        else:
-            manifest.drop(r, "diversity", "not sampled (final size k reached)", {"domain": r.domain})
-            not_sampled["not sampled"] += 1
-    manifest.stages.append(
-        StageStats(
-            "diversity",
-            len(alive),
-            len(selected),
-            not_sampled,
-            Counter(r.domain or "" for r in selected),
-            f"k={cfg.k} seed={cfg.seed}",
-        )
-    )
+    ctx = StageContext(cfg, embedder, attempts)
+    for stage in PIPELINE:
+        if stage.enabled(ctx):
+            alive = apply(stage, alive, ctx, manifest)
     manifest.check_complete()
-    return CurateResult(selected, manifest, method, notes)
+    return CurateResult(alive, manifest, method, {"domains": method})
 
 
 OUTPUT_FILES: tuple[str, ...] = ("selected.jsonl", "selected.parquet", "manifest.jsonl", SUMMARY_FILE)

@@ -1,0 +1,96 @@
+"""The on-disk cache of generations, keyed by (model, prompt, settings).
+
+One JSON Lines file; each line is one finished generation: its ``key`` (SHA-256 of the canonical JSON
+of model name, prompt token ids, sampling and budget settings, and the attempt index), the text,
+token counts and finish reason. Lines are appended and fsync'ed after every engine batch, so a killed
+run loses at most the batch in flight, and a rerun (with another threshold, or after a kill) finds
+every finished generation here and generates nothing twice. A torn last line (a kill while writing)
+is dropped on reading; a broken line before the end is a :class:`~s1kit.errors.DataError` naming the
+file. Entries are never rewritten; deleting the file starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from s1kit import _io
+from s1kit.errors import DataError
+
+
+def generation_key(model: str, prompt_ids: Iterable[int], settings: Mapping[str, Any], index: int) -> str:
+    """The cache key of attempt ``index`` of ``prompt_ids`` on ``model`` with ``settings`` (sampling and
+    budget values, JSON-serialisable)."""
+    blob = json.dumps(
+        {"model": model, "prompt_ids": [int(t) for t in prompt_ids], "settings": settings, "index": index},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class GenerationCache:
+    """Generations by key, backed by one append-only JSON Lines file (created on first append)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        for line in raw.splitlines(keepends=True):
+            pos += len(line)
+            if not line.endswith(b"\n"):
+                break  # torn final line: the kill came while it was written
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                    key = rec["key"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    if pos == len(raw):
+                        break
+                    lineno = raw[:pos].count(b"\n")
+                    raise DataError(
+                        f"{self.path}: line {lineno} is not a cache entry ({e}); "
+                        "fix or delete the cache file (deleting it regenerates everything)"
+                    ) from e
+                self.records[key] = rec
+            good_end = pos
+        if good_end < len(raw):
+            with self.path.open("r+b") as f:
+                f.truncate(good_end)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def append(self, records: Iterable[dict[str, Any]], kill_point: str = "") -> None:
+        """Append finished generations (each with a ``key``) and fsync. ``kill_point`` names the
+        :func:`s1kit._io.kill_point` hit once the first line is written (fault tests: a batch half on
+        disk)."""
+        records = list(records)
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for i, rec in enumerate(records):
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                self.records[rec["key"]] = rec
+                if i == 0 and kill_point:
+                    f.flush()
+                    _io.kill_point(kill_point)
+            f.flush()
+            os.fsync(f.fileno())
