@@ -39,25 +39,22 @@ def add_engine_arguments(
     device_default: str | None,
     max_len_default: int | None,
     max_len_help: str,
+    forcing: bool = True,
 ) -> None:
-    """Add ``--engine``, the engine options and ``--forcing`` to ``p`` (a group of its own).
+    """Add ``--engine``, the engine options and (``forcing=True``) ``--forcing`` to ``p`` (a group of
+    its own).
 
     ``device_default`` / ``max_len_default`` are the command's own defaults (``eval`` and ``generate``
-    kept theirs from before the engines were pluggable).
+    kept theirs from before the engines were pluggable). ``curate --attempts`` and ``distill`` use the
+    same flags without ``--forcing`` (they always force in the engine's loop).
     """
     g = p.add_argument_group(
         "engine (s1kit: s1kit's own engine, the default; hf: transformers; vllm, sglang: in-process "
         "engines; openai: a served model at --base-url)"
     )
     g.add_argument("--engine", choices=ENGINES, default="s1kit", help="the engine that generates")
-    g.add_argument(
-        "--forcing",
-        choices=FORCING_MODES,
-        default="inloop",
-        help="budget forcing inside the engine's decode loop (inloop: one call per request, the prompt "
-        "prefilled once) or s1's way (reprompt: one engine call per 'Wait', each re-prefilling the "
-        "prompt and all text so far; recorded as prefill_tokens)",
-    )
+    if forcing:
+        _add_forcing(g)
     g.add_argument(
         "--device",
         default=device_default,
@@ -99,6 +96,17 @@ def add_engine_arguments(
         "--base-url", default=None, help="the OpenAI-compatible server (openai), e.g. http://host:8000/v1"
     )
     g.add_argument("--api-key", default=None, help="the server's API key (openai; default: none)")
+
+
+def _add_forcing(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--forcing",
+        choices=FORCING_MODES,
+        default="inloop",
+        help="budget forcing inside the engine's decode loop (inloop: one call per request, the prompt "
+        "prefilled once) or s1's way (reprompt: one engine call per 'Wait', each re-prefilling the "
+        "prompt and all text so far; recorded as prefill_tokens)",
+    )
 
 
 def _default(value: object, otherwise: str) -> str:

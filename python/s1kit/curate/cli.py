@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s1kit.distill.engine_flags import add_engine_arguments
+from s1kit.backends.arguments import add_engine_arguments
 
 if TYPE_CHECKING:
     from s1kit.curate.attempts import AttemptsRunner
@@ -176,7 +176,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="cache of attempts by (model, prompt, settings); reruns generate only what it lacks "
         "(default: <out>/generations.jsonl)",
     )
-    add_engine_arguments(g)
+    add_engine_arguments(
+        p,
+        device_default=None,
+        max_len_default=4096,
+        max_len_help="prompt + generated tokens per attempt (default: 4096)",
+        forcing=False,
+    )
 
 
 def _models(text: str) -> list[str]:
@@ -192,8 +198,8 @@ def attempts_runner(args: argparse.Namespace) -> AttemptsRunner | None:
     """The attempts runner ``--attempts`` asks for (:class:`s1kit.distill.BackendAttempts`), or None."""
     if not args.attempts:
         return None
+    from s1kit.backends.arguments import engine_options
     from s1kit.distill import AttemptsConfig, BackendAttempts, GenerationSettings
-    from s1kit.distill.engine_flags import engine_options
 
     n = args.attempts_per_question
     if n < 1:
@@ -215,7 +221,7 @@ def attempts_runner(args: argparse.Namespace) -> AttemptsRunner | None:
             attempts_per_question=n,
             settings=settings,
             engine=args.engine,
-            options=engine_options(args),
+            options=engine_options(args, max_len=args.max_len),
             grading_workers=max(1, args.grading_workers),
             grading_timeout_s=args.grading_timeout,
             progress=not args.quiet,

@@ -15,8 +15,9 @@ this package; ``s1kit curate --attempts`` passes :class:`BackendAttempts` to
 :func:`s1kit.curate.run_pipeline`. Where each concern lives: ``cache.py`` the on-disk generation cache
 keyed by (model, prompt, settings); ``generations.py`` prompts, budget specs and batched cached
 generation through one engine; ``attempts.py`` reference-model attempts and their verdicts;
-``traces.py`` teacher traces kept when correct (``s1kit distill``); ``engine_flags.py`` the engine
-flags both commands share; ``cli.py`` ``s1kit distill``.
+``traces.py`` teacher traces kept when correct (``s1kit distill``); ``cli.py`` ``s1kit distill``. Both
+commands take the engine flags of ``s1kit eval`` from :mod:`s1kit.backends.arguments` (without
+``--forcing``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from s1kit.backends.arguments import add_engine_arguments
 from s1kit.budget.delimiters import add_delimiter_arguments
-from s1kit.distill.engine_flags import add_engine_arguments
 
 HELP = (
     "Distill teacher traces: generate a budget-forced thinking trace + answer per question, keep those "
@@ -60,7 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_delimiter_arguments(
         p.add_argument_group("thinking delimiters (default: detected from the tokenizer)")
     )
-    add_engine_arguments(p.add_argument_group("engine"), max_len=16384)
+    add_engine_arguments(
+        p,
+        device_default=None,
+        max_len_default=16384,
+        max_len_help="prompt + generated tokens per question (default: 16384)",
+        forcing=False,
+    )
     p.add_argument("--grading-workers", type=int, default=1, help="grading processes (default 1)")
     p.add_argument(
         "--grading-timeout", type=float, default=5.0, help="seconds per answer comparison (default 5)"
@@ -71,8 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from typing import Any
 
+    from s1kit.backends.arguments import engine_options
     from s1kit.budget.delimiters import delimiter_flags_given, delimiters_from_args
-    from s1kit.distill.engine_flags import engine_options
     from s1kit.distill.generations import GenerationSettings
     from s1kit.distill.traces import DistillConfig, default_cache_path, distill, write_outputs
 
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         delimiters=delimiters if delimiter_flags_given(args) else None,
         engine=args.engine,
-        options=engine_options(args),
+        options=engine_options(args, max_len=args.max_len),
         grading_workers=args.grading_workers,
         grading_timeout_s=args.grading_timeout,
         progress=not args.quiet,
