@@ -89,6 +89,7 @@ class Plan(NamedTuple):
     """``RowState::plan`` per slot, as masks (``(B,)`` bool)."""
 
     active: torch.Tensor  # not Plan::Idle
+    over_cap: torch.Tensor  # thinking_tokens >= max_thinking_tokens (a cap is set)
     force: torch.Tensor  # Plan::Force: a forced sequence continues, or the cap begins the answer
     begin_answer: torch.Tensor  # Plan::Force by the cap: begin_answer(capped=true) first
     free: torch.Tensor  # Plan::Free
@@ -118,12 +119,14 @@ def plan(s: RowStates, p: SpecParams) -> Plan:
     forcing = s.forcing_seq >= 0
     thinking = s.phase == THINKING
     grace_over = (p.grace_tokens == 0) | (s.line_closed != 0) | (s.grace_used >= p.grace_tokens)
-    cap_reached = thinking & over_cap(s, p) & grace_over
+    over = over_cap(s, p)
+    cap_reached = thinking & over & grace_over
     force = active & (forcing | cap_reached)
     free = active & ~force
     may_end = (s.thinking_tokens >= p.min_thinking_tokens) & (s.extensions_used >= p.num_extensions)
     return Plan(
         active=active,
+        over_cap=over,
         force=force,
         begin_answer=force & ~forcing,
         free=free,
@@ -168,10 +171,17 @@ def redirect(s: RowStates, p: SpecParams, t: Tables, pl: Plan, tok_B: torch.Tens
 
 
 def emit(
-    s: RowStates, p: SpecParams, t: Tables, token_B: torch.Tensor, forced: torch.Tensor, emits: torch.Tensor
+    s: RowStates,
+    p: SpecParams,
+    t: Tables,
+    pl: Plan,
+    token_B: torch.Tensor,
+    forced: torch.Tensor,
+    emits: torch.Tensor,
 ) -> RowStates:
     """``RowState::emit`` for the rows in ``emits``: count ``token_B``, move the automaton, end the
-    forced sequence when it is complete, apply the phase's natural transitions."""
+    forced sequence when it is complete, apply the phase's natural transitions (``pl``: the plan of
+    this step, whose ``over_cap`` still holds: thinking tokens are counted here)."""
     matcher_state = torch.where(emits, next_state(s.matcher_state, token_B, t), s.matcher_state)
     kinds = t.kinds_T[matcher_state]
     eos = is_eos(token_B, t)
@@ -180,7 +190,7 @@ def emit(
     pre_think = emits & (s.phase == PRE_THINK)
     thinking = emits & (s.phase == THINKING)
     answer = emits & (s.phase == ANSWER)
-    grace = thinking & over_cap(s, p)
+    grace = thinking & pl.over_cap
     newline = t.newline_SV.view(-1)[p.newline_offset + token_B.clamp(max=t.newline_SV.shape[1] - 1)]
     # Forced tokens never end thinking; a sampled end reaching here was allowed.
     end_thinking = thinking & ~forced & (((kinds & KIND_THINK_END) != 0) | eos)
@@ -234,7 +244,7 @@ def budget_step_(
     forced_tok = t.seqs_flat[r.states.forcing_seq.clamp(min=0) * seq_width + r.states.forcing_pos]
     emitted_B = torch.where(r.forced, forced_tok, r.sampled_B)
     emits = pl.active & ~r.out_of_vocab
-    after = emit(r.states, p, t, emitted_B, r.forced, emits)
+    after = emit(r.states, p, t, pl, emitted_B, r.forced, emits)
     after = after._replace(
         phase=torch.where(r.out_of_vocab, ERROR, after.phase),
         error=torch.where(r.out_of_vocab, ERROR_TOKEN_OUT_OF_VOCAB, after.error),

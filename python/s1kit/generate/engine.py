@@ -91,7 +91,8 @@ class Engine:
     ``sync_every`` (K, default :data:`SYNC_EVERY`; an attribute too) is the tensor path's run-ahead
     window: decode steps between two host synchronisations. ``compile_budget`` wraps the device budget
     step in ``torch.compile`` (fewer kernels on CUDA); off by default: it is verified on CPU only, not
-    yet inside a CUDA graph on a GPU.
+    yet inside a CUDA graph on a GPU. ``budget`` (a :class:`~s1kit.generate.budget_state.BudgetState`)
+    holds the budget truth of the rows being generated and says where it is.
     """
 
     def __init__(
@@ -113,14 +114,7 @@ class Engine:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2, got {max_len}")
-        hf_config = None
-        if not isinstance(model, Transformer):
-            hf_config = getattr(model, "config", None)
-            if hf_config is None:
-                raise TypeError(
-                    f"model must be an s1kit Transformer or a transformers causal LM, got {type(model).__name__}"
-                )
-            model = Transformer.from_hf_model(model)
+        model, hf_config = _as_transformer(model)
         if device is not None:
             model = model.to(device)
         if dtype is not None:
@@ -276,6 +270,18 @@ def run_loop(engine: Engine, rows: list[Row], progress: bool, on_token: OnToken 
             stepper.decode_step()
         scheduler.compact()
     return results.close()
+
+
+def _as_transformer(model: Any) -> tuple[Transformer, Any]:
+    """``model`` as an s1kit Transformer, and its ``transformers`` config (``None`` if it was one)."""
+    if isinstance(model, Transformer):
+        return model, None
+    hf_config = getattr(model, "config", None)
+    if hf_config is None:
+        raise TypeError(
+            f"model must be an s1kit Transformer or a transformers causal LM, got {type(model).__name__}"
+        )
+    return Transformer.from_hf_model(model), hf_config
 
 
 def _as_ids(x: Any) -> list[int]:

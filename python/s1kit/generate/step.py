@@ -36,7 +36,9 @@ On CUDA one graph is captured per (batch bucket, attention-length bucket, sampli
 on first use and replayed afterwards; on CPU the same function runs eagerly. The host-to-device copy of
 ``(override, pos, counter, limit, done)`` is asynchronous from pinned memory; the host writes that
 buffer only after the synchronisation that ends a step (:meth:`run`) or a run-ahead window
-(:meth:`AheadCopy.result`). :attr:`DecodeStep.host_waits` counts those synchronisations.
+(:meth:`AheadCopy.result`). :attr:`DecodeStep.host_waits` counts those synchronisations. The engine
+reads and writes the host buffers through :meth:`DecodeStep.host_views` (a typed :class:`HostViews`);
+the pinned copy-out machinery is :mod:`s1kit.budget.copyout`'s.
 """
 
 from __future__ import annotations
