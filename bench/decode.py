@@ -5,7 +5,8 @@ made frequent, 16 prompts with different thinking lengths, greedy, "Wait" forced
 (this engine: the forced tokens are fed back, each prompt prefilled once) vs the re-prompting baseline
 of bench/reprompt.py (each round waits for the whole batch, then re-sends every prefix). Same model,
 same engine, same run; the outputs are checked token-identical. Key: ``inloop_speedup_vs_reprompt``
-at 6 extensions.
+at 6 extensions. ``--cpu-budget-path`` sets the engine's ``budget_path`` for this part (default
+"auto", which is "host" on CPU; "tensor" runs the run-ahead windows with the tensor mirror).
 
 Part 2 (CUDA only, skipped cleanly without it): random bf16 models shaped like Qwen2.5-0.5B and -1.5B.
 Decode tokens/s at batch 1 and 64 for s1kit (CUDA graphs), transformers ``generate`` (default dynamic
@@ -26,6 +27,7 @@ loop over run-ahead, budget off) and ``sync_every``; and part 1 again on the 1.5
 built or downloaded.
 
     PYTHONPATH=python:. python bench/decode.py [--skip-compile] [--compile-budget] [--gpu-only] [--cpu-only]
+        [--cpu-budget-path auto|host|tensor]
 
 Prints tables and one JSON line at the end.
 """
@@ -129,7 +131,7 @@ def print_budget_table(title: str, rows: list[dict[str, Any]]) -> None:
         )
 
 
-def cpu_part() -> dict[str, Any]:
+def cpu_part(budget_path: str = "auto") -> dict[str, Any]:
     from tests.unit.tiny_lm import favour_token, tiny_hf_model, tiny_tokenizer
 
     torch.set_num_threads(1)
@@ -140,18 +142,21 @@ def cpu_part() -> dict[str, Any]:
         for q in QUESTIONS
     ]
     max_new = 160
-    engine = Engine(hf, tok, max_batch=16, max_len=512)
+    engine = Engine(hf, tok, max_batch=16, max_len=512, budget_path=budget_path)
     plain = engine.generate([Request(p, SamplingParams(max_new_tokens=max_new)) for p in prompts])
     counts = Counter(t for r in plain for t in r.token_ids if t >= len(tok.all_special_ids))
     # The end-of-thinking token takes over the output row of a token the model emits now and then.
     favour_token(hf, tok.convert_tokens_to_ids("<|im_start|>"), like=counts.most_common(3)[2][0])
-    engine = Engine(hf, tok, max_batch=16, max_len=512)
+    engine = Engine(hf, tok, max_batch=16, max_len=512, budget_path=budget_path)
 
     def make_spec(k: int) -> BudgetSpec:
         return BudgetSpec.from_tokenizer(tok, style="s1", num_extensions=k)
 
     rows = budget_rows(engine, prompts, make_spec, max_new)
-    print_budget_table("In-loop budget forcing vs re-prompting (CPU, tiny Llama, batch 16, greedy)", rows)
+    print_budget_table(
+        f"In-loop budget forcing vs re-prompting (CPU, tiny Llama, batch 16, greedy, budget_path={budget_path})",
+        rows,
+    )
     return {"rows": rows, "inloop_speedup_vs_reprompt": rows[-1]["speedup"]}
 
 
@@ -374,11 +379,19 @@ def main() -> int:
         help="also time the in-graph budget step under torch.compile (1.5B shape, batch 1)",
     )
     ap.add_argument("--cpu-only", action="store_true")
+    ap.add_argument(
+        "--cpu-budget-path",
+        choices=("auto", "host", "tensor"),
+        default="auto",
+        help="the engine's budget_path in the CPU part (auto: host on CPU; tensor: run-ahead windows with "
+        "the tensor mirror, eager torch ops)",
+    )
     ap.add_argument("--gpu-only", action="store_true")
     args = ap.parse_args()
     summary: dict[str, Any] = {"machine": platform.machine(), "torch": torch.__version__}
     if not args.gpu_only:
-        cpu = cpu_part()
+        cpu = cpu_part(args.cpu_budget_path)
+        summary["cpu_budget_path"] = args.cpu_budget_path
         summary["cpu_budget"] = cpu["rows"]
         summary["inloop_speedup_vs_reprompt"] = cpu["inloop_speedup_vs_reprompt"]
     if args.cpu_only:

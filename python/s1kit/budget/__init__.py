@@ -21,6 +21,13 @@ steps fed after the row ended.
 Override mode (s1kit's engine) and mask mode (logits-only stacks, :mod:`s1kit.budget.adapters`) have
 one semantics: greedy decoding gives the same tokens and accounting in both; see
 :mod:`s1kit.budget.adapters.masking` for sampling. Specs mask mode cannot run exactly are refused.
+
+Files: ``spec.py`` (``BudgetSpec`` and its builder from a tokenizer), ``spelling.py`` (delimiter and
+extension strings as token ids), ``delimiters.py`` (which thinking delimiters drive a model), ``batch.py`` (``BudgetBatch``, the binding to the Rust core), ``tensor.py``
+(``TensorBudget``, the device mirror for a CUDA-graph decode step), ``tensor_step.py`` (its
+transition, written to be read beside ``row.rs``), ``tensor_layout.py`` (the batch's tables and
+states in the mirror's layout, and back), ``copyout.py`` (pinned, asynchronous device-to-host copies),
+``adapters/`` (the budget core embedded in other inference stacks), ``cli.py``.
 """
 
 from __future__ import annotations

@@ -36,19 +36,24 @@ On CUDA one graph is captured per (batch bucket, attention-length bucket, sampli
 on first use and replayed afterwards; on CPU the same function runs eagerly. The host-to-device copy of
 ``(override, pos, counter, limit, done)`` is asynchronous from pinned memory; the host writes that
 buffer only after the synchronisation that ends a step (:meth:`run`) or a run-ahead window
-(:meth:`AheadCopy.result`). :attr:`DecodeStep.host_waits` counts those synchronisations.
+(:meth:`AheadCopy.result`). :attr:`DecodeStep.host_waits` counts those synchronisations. The engine
+reads and writes the host buffers through :meth:`DecodeStep.host_views` (a typed :class:`HostViews`);
+the pinned copy-out machinery is :mod:`s1kit.budget.copyout`'s.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from s1kit.budget.tensor import STATE_FIELDS, PinnedBuffers, PinnedCopy, TensorBudget
+from s1kit.budget.copyout import PinnedBuffers, PinnedCopy
+from s1kit.budget.tensor import STATE_FIELDS, TensorBudget
 from s1kit.generate.cache import StaticKVCache
 from s1kit.generate.model import Transformer
 from s1kit.generate.sampling import SamplingMode, sample
@@ -91,23 +96,71 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"{n} exceeds the largest bucket {buckets[-1]}")
 
 
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class HostViews:
+    """Numpy views (shared memory, no copy) of the pinned host buffers the engine writes between steps
+    and windows; each is ``(N,)``, one entry per slot. :meth:`DecodeStep.run` and
+    :meth:`DecodeStep.run_ahead` upload the first five, :meth:`DecodeStep.upload_params` the rest."""
+
+    override: I64  # the token to feed instead of the sampled one, -1: the sampled one
+    pos: I64  # the position the next input token is written at
+    counter: I64  # tokens generated so far (the sampling counter)
+    limit: I64  # run-ahead: the generated-token count at which a row stops
+    done: I64  # run-ahead: 1 for rows that are frozen (finished or padding)
+    seed: I64
+    temperature: npt.NDArray[np.float32]
+    top_p: npt.NDArray[np.float32]
+    top_k: I64
+
+
+class GraphKey(NamedTuple):
+    """What a captured graph is specialised for."""
+
+    batch: int  # batch bucket B
+    length: int  # attention-length bucket S
+    mode: SamplingMode
+    budget: bool  # the in-graph budget steps
+    ahead: bool  # the run-ahead bookkeeping follows the step
+
+
+class WindowResult(NamedTuple):
+    """A run-ahead window on the host: row ``s`` of the rings holds window step ``s``'s emitted tokens
+    (-1: the row was already done) and the budget state after it (``None`` without a budget);
+    ``in_5N`` holds the per-slot ``pos``/``counter``/``done`` after the window."""
+
+    ring_RN: I64
+    in_5N: I64
+    state_ring_RFN: I64 | None
+
+
 class AheadCopy(PinnedCopy):
-    """The copy-out of a run-ahead window in flight (CUDA: pinned memory and an event; CPU: done).
+    """The copy-out of a run-ahead window in flight (CUDA: pinned memory and an event; CPU: done);
+    ``step`` is the :class:`DecodeStep` that started it (it counts the host wait)."""
 
-    :meth:`result` returns ``(ring_RN, in_5N, state_ring_RFN or None)`` as numpy arrays: row ``s`` of
-    the rings holds window step ``s``'s emitted tokens (-1: the row was already done) and the budget
-    state after it; ``in_5N`` the per-slot ``pos``/``counter``/``done`` after the window.
-    """
+    def __init__(
+        self,
+        owner: PinnedBuffers,
+        buffers: tuple[torch.Tensor, ...],
+        present: tuple[bool, ...],
+        event: torch.cuda.Event | None,
+        *,
+        step: DecodeStep,
+    ) -> None:
+        super().__init__(owner, buffers, present, event)
+        self.step = step
 
-    step: DecodeStep  # the step that started it (set by DecodeStep.copy_out): counts host waits
-
-    def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    def result(self) -> WindowResult:
         """Wait for the copy (the window's one host synchronisation) and read it. Valid until two more
         copy-outs are started."""
         ring, io, states = self.arrays()
         assert ring is not None and io is not None
         self.step.host_waits += 1
-        return ring, io, states
+        i64 = np.int64
+        state_ring = None if states is None else states.astype(i64, copy=False)
+        return WindowResult(ring.astype(i64, copy=False), io.astype(i64, copy=False), state_ring)
 
 
 class DecodeStep:
@@ -160,7 +213,7 @@ class DecodeStep:
         self.ring_at_1 = torch.zeros(1, dtype=torch.int64, device=dev)
         # In-graph budget forcing over all N slots (rows without a budget are empty slots in it).
         self.budget: TensorBudget | None = None
-        self._graphs: dict[tuple[int, int, SamplingMode, bool, bool], torch.cuda.CUDAGraph] = {}
+        self._graphs: dict[GraphKey, torch.cuda.CUDAGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self.host_waits = 0  # synchronisations in which the host waited for device results
         self.steps_run = 0  # decode steps executed (replayed or eager)
@@ -174,21 +227,21 @@ class DecodeStep:
         self.ring_RN = torch.full((ring, N), -1, dtype=torch.int64, device=dev)
         self.state_ring_RFN = torch.zeros((ring, len(STATE_FIELDS), N), dtype=torch.int64, device=dev)
         self._pinned = PinnedBuffers((self.ring_RN, self.in_5N, self.state_ring_RFN), self._pin)
-        self._graphs = {k: g for k, g in getattr(self, "_graphs", {}).items() if not k[4]}
+        self._graphs = {k: g for k, g in self._graphs.items() if not k.ahead}
 
-    # numpy views of the host buffers (shared memory), for the engine's bookkeeping.
-    def host_views(self) -> dict[str, Any]:
-        return {
-            "override": self.host_in_5N[OVERRIDE].numpy(),
-            "pos": self.host_in_5N[POS].numpy(),
-            "counter": self.host_in_5N[COUNTER].numpy(),
-            "limit": self.host_in_5N[LIMIT].numpy(),
-            "done": self.host_in_5N[DONE].numpy(),
-            "seed": self.host_seed_N.numpy(),
-            "temperature": self.host_temperature_N.numpy(),
-            "top_p": self.host_top_p_N.numpy(),
-            "top_k": self.host_top_k_N.numpy(),
-        }
+    def host_views(self) -> HostViews:
+        """Numpy views of the host buffers (shared memory), for the engine's bookkeeping."""
+        return HostViews(
+            override=self.host_in_5N[OVERRIDE].numpy(),
+            pos=self.host_in_5N[POS].numpy(),
+            counter=self.host_in_5N[COUNTER].numpy(),
+            limit=self.host_in_5N[LIMIT].numpy(),
+            done=self.host_in_5N[DONE].numpy(),
+            seed=self.host_seed_N.numpy(),
+            temperature=self.host_temperature_N.numpy(),
+            top_p=self.host_top_p_N.numpy(),
+            top_k=self.host_top_k_N.numpy(),
+        )
 
     def upload_params(self) -> None:
         """Copy per-row sampling parameters to the device (after rows joined, left or moved)."""
@@ -205,7 +258,7 @@ class DecodeStep:
         if budget.capacity != self.cache.max_batch:
             raise ValueError(f"the budget has {budget.capacity} slots, the cache {self.cache.max_batch}")
         self.budget = budget
-        self._graphs = {k: g for k, g in self._graphs.items() if not k[3]}
+        self._graphs = {k: g for k, g in self._graphs.items() if not k.budget}
 
     def _forward(self, B: int, S: int, mode: SamplingMode, budget: bool = False, ahead: bool = False) -> None:
         """The step itself, on the static buffers: eager on CPU, the captured body on CUDA."""
@@ -275,7 +328,7 @@ class DecodeStep:
         if not self.cuda_graphs:
             self._forward(B, S, mode, budget, ahead)
             return
-        key = (B, S, mode, budget, ahead)
+        key = GraphKey(B, S, mode, budget, ahead)
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._capture(B, S, mode, budget, ahead)
@@ -316,11 +369,8 @@ class DecodeStep:
 
     def copy_out(self, budget: bool) -> AheadCopy:
         """Start copying the rings and the per-slot state to pinned host memory (asynchronous on CUDA)."""
-        copy = self._pinned.start(
-            (self.ring_RN, self.in_5N, self.state_ring_RFN if budget else None), AheadCopy
-        )
-        copy.step = self
-        return copy
+        sources = (self.ring_RN, self.in_5N, self.state_ring_RFN if budget else None)
+        return self._pinned.start(sources, functools.partial(AheadCopy, step=self))
 
     def _capture(self, B: int, S: int, mode: SamplingMode, budget: bool, ahead: bool) -> torch.cuda.CUDAGraph:
         """Warm up on a side stream, then capture. The warm-up runs are made idempotent by restoring
@@ -333,7 +383,7 @@ class DecodeStep:
             assert self.budget is not None, "set_budget before running with budget=True"
             live += self.budget.mutable_buffers()
         saved = [x.clone() for x in live]
-        side = torch.cuda.Stream(self.device)
+        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]  # torch leaves it untyped
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):

@@ -214,7 +214,7 @@ class DeviceBudget:
         n = s.shape[0]
         st, p = tb.state_FB[:, s], t.params_PB[:, s]
         phase, matcher, th, ex = (
-            st[_S[f]] for f in ("phase", "matcher", "thinking_tokens", "extensions_used")
+            st[_S[f]] for f in ("phase", "matcher_state", "thinking_tokens", "extensions_used")
         )
         gu, lc, fseq, fpos = (st[_S[f]] for f in ("grace_used", "line_closed", "forcing_seq", "forcing_pos"))
         max_th, min_th, num_ext, grace = (

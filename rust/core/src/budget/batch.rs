@@ -284,7 +284,8 @@ impl BudgetBatch {
                 // Steps fed after the row ended are recorded too, so `rollback` undoes them first.
                 Some(row) => {
                     Self::push_history(row, max_rollback);
-                    row.state.step(&row.spec, tok)
+                    // The array interface writes -1 for "no override" (token ids fit in i32).
+                    row.state.step(&row.spec, tok).map_or(-1, |t| t as i32)
                 }
                 None => -1,
             };

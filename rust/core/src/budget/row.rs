@@ -245,30 +245,31 @@ impl RowState {
         self.error = e;
     }
 
-    /// Override mode: the model sampled `sampled`; returns the token to emit instead, or -1.
-    pub fn step(&mut self, c: &CompiledSpec, sampled: i64) -> i32 {
+    /// Override mode: the model sampled `sampled`; returns the token to emit instead, or `None`
+    /// when the sampled token stands (or the row is idle, or it failed on an invalid token).
+    pub fn step(&mut self, c: &CompiledSpec, sampled: i64) -> Option<u32> {
         match self.plan(c) {
-            Plan::Idle => -1,
+            Plan::Idle => None,
             Plan::Force(t) => {
                 if self.forcing == Forcing::None {
                     self.begin_answer(c, true);
                 }
                 self.emit(c, t, true);
-                t as i32
+                Some(t)
             }
             Plan::Free(redirect) => {
                 if sampled < 0 || sampled >= i64::from(c.spec().vocab_size) {
                     self.fail(RowError::TokenOutOfVocab);
-                    return -1;
+                    return None;
                 }
                 let t = sampled as u32;
                 if self.triggers(c, redirect, t) {
                     let forced = self.begin_redirect(c, redirect);
                     self.emit(c, forced, true);
-                    forced as i32
+                    Some(forced)
                 } else {
                     self.emit(c, t, false);
-                    -1
+                    None
                 }
             }
         }
