@@ -30,9 +30,8 @@ SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 # Said when a checkpoint's family is not one of SUPPORTED_MODEL_TYPES.
 OTHER_ENGINES_HINT = (
     "s1kit's own engine runs the dense decoders Qwen2/Qwen2.5 (incl. DeepSeek-R1-Distill-Qwen), "
-    "Qwen3 and Llama (incl. DeepSeek-R1-Distill-Llama) only. `--engine hf|vllm` backends for other "
-    "families are planned, not there yet: until then drive transformers or vLLM yourself with s1kit's "
-    "budget adapters (docs/embedding.md)"
+    "Qwen3 and Llama (incl. DeepSeek-R1-Distill-Llama) only: run other families with `--engine hf` "
+    "(transformers) or `--engine vllm` / `--engine sglang`, which apply the same budget forcing"
 )
 
 
