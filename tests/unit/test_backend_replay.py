@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from s1kit.backends import EngineOptions
-from s1kit.backends.replay import build_result, replay
+from s1kit.backends.replay import build_results, replay, replay_batch
 from s1kit.backends.vllm import finish_reason
 from s1kit.budget import BudgetSpec, Phase
 from s1kit.errors import S1kitError
@@ -45,6 +45,12 @@ def test_replay_equals_the_processors_accounting(seed: int, async_scheduling: bo
         assert rp.stopped_by_budget == (before == Phase.DONE and outputs[r][-1] == EOS)
         checked += 1
     assert checked >= 8
+    # The whole batch at once (rows of different lengths and specs) reads the same as row by row.
+    rows = [r for r, kind in enumerate(kinds) if all_specs[kind] is not None]
+    together = replay_batch(
+        [all_specs[kinds[r]] for r in rows], [prompt(r) for r in rows], [outputs[r] for r in rows]
+    )  # type: ignore[misc]
+    assert together == [replay(all_specs[kinds[r]], prompt(r), outputs[r]) for r in rows]  # type: ignore[arg-type]
 
 
 def test_replay_over_many_direct_runs_is_exact() -> None:
@@ -119,13 +125,15 @@ def test_build_result_reads_like_s1kits_engine() -> None:
     assert ids == [a, a, *prefix, tok.eos_token_id]
     req = Request(p, SamplingParams(max_new_tokens=50), spec, "a")
     # The answer prefix fills the answer cap; the processor then forces EOS, which is dropped.
-    res = build_result(req, ids, "eos", tok)
+    (res,) = build_results([req], [ids], ["eos"], tok)
     assert res.token_ids == ids[:-1] and res.finish_reason == "length" and res.capped
     assert res.text == tok.decode(ids[:-1], skip_special_tokens=False)
     assert (res.thinking_tokens, res.answer_tokens, res.forced_tokens) == (2, len(prefix), len(prefix))
     with pytest.raises(S1kitError, match="--logits-processors"):
-        build_result(req, [5, 6, 7], "length", tok, refuse="start it with --logits-processors X")
-    plain = build_result(Request(p, SamplingParams(stop=("b",))), tok.encode("abc"), "stop", tok)
+        build_results([req], [[5, 6, 7]], ["length"], tok, refuse="start it with --logits-processors X")
+    (bad,) = build_results([req], [[5, 6, 7]], ["length"], tok)  # trusted engine: logged, "error"
+    assert bad.finish_reason == "error"
+    (plain,) = build_results([Request(p, SamplingParams(stop=("b",)))], [tok.encode("abc")], ["stop"], tok)
     assert plain.text == "a" and plain.thinking_tokens == 0
 
 
@@ -152,3 +160,15 @@ def test_openai_backend_arguments_and_an_unreachable_server() -> None:
         port = s.getsockname()[1]
     with pytest.raises(S1kitError, match="check --base-url"):
         OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", None)
+
+
+def test_vllm_backend_without_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from s1kit.backends import EngineNotInstalled, load_backend
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here (tests/engines covers the backend)")
+    monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "0")  # load() sets it when unset; keep the env clean
+    with pytest.raises(EngineNotInstalled, match=r"s1kit\[vllm\]"):
+        load_backend("vllm", "m", EngineOptions())

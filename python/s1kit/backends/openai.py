@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from s1kit.backends.base import EngineOptions
-from s1kit.backends.replay import build_result
+from s1kit.backends.replay import build_results
 from s1kit.backends.vllm import finish_reason
 from s1kit.errors import S1kitError
 
@@ -132,7 +132,7 @@ class OpenAIBackend:
             body["vllm_xargs"] = {KEY: spec_to_json(request.budget)}
         return body
 
-    def _one(self, request: Request) -> Result:
+    def _one(self, request: Request) -> tuple[list[int], str]:
         reply = self._call("/v1/completions", self.body(request))
         choice = reply["choices"][0]
         ids = choice.get("token_ids")
@@ -144,14 +144,18 @@ class OpenAIBackend:
         eos = {int(self.tokenizer.eos_token_id)} if self.tokenizer.eos_token_id is not None else set()
         if request.budget is not None:
             eos |= set(request.budget.eos)
-        finish = finish_reason(choice.get("finish_reason"), choice.get("stop_reason"), eos)
-        return build_result(request, ids, finish, self.tokenizer, refuse=REFUSE)
+        return [int(t) for t in ids], finish_reason(
+            choice.get("finish_reason"), choice.get("stop_reason"), eos
+        )
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         if not requests:
             return []
         with ThreadPoolExecutor(max_workers=min(self.max_batch, len(requests))) as pool:
-            return list(pool.map(self._one, requests))
+            replies = list(pool.map(self._one, requests))
+        ids = [r[0] for r in replies]
+        finishes = [r[1] for r in replies]
+        return build_results(requests, ids, finishes, self.tokenizer, refuse=REFUSE)
 
     def close(self) -> None:
         pass

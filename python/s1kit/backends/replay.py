@@ -28,11 +28,13 @@ request with the spec's first EOS id) make :attr:`Replay.honoured` false with th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from s1kit.budget import BudgetBatch, BudgetSpec, Phase
 from s1kit.errors import S1kitError
@@ -56,100 +58,119 @@ class Replay:
     violation: str = ""
 
 
-class _Row:
-    """One core row in mask mode, with the buffers of a single-row call."""
-
-    def __init__(self, spec: BudgetSpec, prompt_ids: Sequence[int]) -> None:
-        self.batch = BudgetBatch(1, max_rollback=0)
-        self.batch.insert(0, spec)
-        self.batch.process_prompt(0, prompt_ids)
-        self.force = np.empty(1, np.int64)
-        self.redirect = np.empty(1, np.int64)
-        self.ban = np.empty((1, max(self.batch.ban_width, 1)), np.int32)
-        self.token = np.empty(1, np.int64)
-        self.flag = np.empty(1, np.int64)
-
-    def phase(self) -> int:
-        return int(self.batch.accounting().phase[0])
-
-    def mask(self) -> tuple[int, int, list[int]]:
-        self.batch.mask(self.force, self.redirect, self.ban)
-        return int(self.force[0]), int(self.redirect[0]), [int(b) for b in self.ban[0] if b >= 0]
-
-    def advance(self, token: int, flag: bool) -> None:
-        self.token[0], self.flag[0] = token, int(flag)
-        self.batch.advance(self.token, None, self.flag)
+_ENDED = (int(Phase.DONE), int(Phase.ERROR))
+_log = logging.getLogger(__name__)
 
 
 def replay(spec: BudgetSpec, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> Replay:
     """Replay ``token_ids`` (everything the engine emitted for one request, a final EOS included)
     through the core with ``spec`` after ``prompt_ids``; see the module docstring."""
-    row = _Row(spec, prompt_ids)
-    ids = [int(t) for t in token_ids]
-    violation = ""
-    stopped = False
-    phase = row.phase()
-    for i, t in enumerate(ids):
-        phase = row.phase()
-        if phase in (Phase.DONE, Phase.ERROR):
-            if spec.eos and t == spec.eos[0] and i == len(ids) - 1:
-                stopped = True
-                break
-            violation = (
-                f"token {i} ({t}) follows a finished budget (phase {Phase(phase).name}); the processor "
-                f"stops such a request with EOS {spec.eos[0] if spec.eos else None}"
-            )
-            break
-        force, redirect, ban = row.mask()
-        if force >= 0 and t != force:
-            violation = f"token {i} is {t} where the budget forces {force}"
-            break
-        if force < 0 and t in ban:
-            violation = (
-                f"token {i} ({t}) ends thinking where the budget forbids it (before the cap and "
-                "extensions allow it)"
-            )
-            break
-        flag = force < 0 and redirect >= 0 and t == redirect and _forced_reading_fits(row, ids, i)
-        row.advance(t, flag)
-    acc = row.batch.accounting()
-    if not stopped:
-        phase = int(acc.phase[0])
-    return Replay(
-        thinking_tokens=int(acc.thinking_tokens[0]),
-        answer_tokens=int(acc.answer_tokens[0]),
-        forced_tokens=int(acc.forced_tokens[0]),
-        extensions_used=int(acc.extensions_used[0]),
-        capped=bool(acc.capped[0]),
-        final_phase=phase,
-        stopped_by_budget=stopped,
-        honoured=not violation,
-        violation=violation,
-    )
+    return replay_batch([spec], [prompt_ids], [token_ids])[0]
 
 
-def _forced_reading_fits(row: _Row, ids: list[int], i: int) -> bool:
-    """Whether the ids after position ``i`` are what the processor forces if the redirect token at
-    ``i`` stood for an end attempt (a stream cut off inside the forced text fits too). The row is
-    left as it was."""
-    saved = row.batch.export_state()
+def replay_batch(
+    specs: Sequence[BudgetSpec], prompts: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]]
+) -> list[Replay]:
+    """:func:`replay` for many requests at once: one core batch, one mask and one advance call per
+    token position for all rows still running (the per-token cost is the core's, not Python's)."""
+    n = len(specs)
+    if not n:
+        return []
+    batch = BudgetBatch(n, max_rollback=0)
+    for i, (spec, prompt) in enumerate(zip(specs, prompts, strict=True)):
+        batch.insert(i, spec)
+        batch.process_prompt(i, prompt)
+    ids = [np.asarray([int(t) for t in row], np.int64) for row in token_ids]
+    eos0 = np.asarray([spec.eos[0] if spec.eos else -1 for spec in specs], np.int64)
+    violation = [""] * n
+    stopped = [False] * n
+    width = max(batch.ban_width, 1)
+    force_N, redirect_N = np.empty(n, np.int64), np.empty(n, np.int64)
+    ban_NK = np.empty((n, width), np.int32)
+    live = np.asarray([i for i in range(n) if len(ids[i])], np.int64)
+    k = 0
+    while len(live):
+        tok_N = np.fromiter((ids[i][k] for i in live.tolist()), np.int64, len(live))
+        ended = np.isin(batch.accounting().phase[live], _ENDED)
+        for j in np.flatnonzero(ended).tolist():
+            i = int(live[j])
+            if tok_N[j] == eos0[i] and k == len(ids[i]) - 1:
+                stopped[i] = True
+            else:
+                violation[i] = (
+                    f"token {k} ({int(tok_N[j])}) follows a finished budget; the processor stops such "
+                    f"a request with EOS {int(eos0[i])}"
+                )
+        live, tok_N = live[~ended], tok_N[~ended]
+        m = len(live)
+        if not m:
+            break
+        force, redirect, ban = force_N[:m], redirect_N[:m], ban_NK[:m]
+        batch.mask(force, redirect, ban, live)
+        wrong = (force >= 0) & (tok_N != force)
+        banned = (force < 0) & (ban == tok_N[:, None]).any(axis=1)
+        for j in np.flatnonzero(wrong).tolist():
+            violation[int(live[j])] = f"token {k} is {int(tok_N[j])} where the budget forces {int(force[j])}"
+        for j in np.flatnonzero(banned).tolist():
+            violation[int(live[j])] = (
+                f"token {k} ({int(tok_N[j])}) ends thinking where the budget forbids it (before the cap "
+                "and extensions allow it)"
+            )
+        flag_N = np.zeros(m, np.int64)
+        for j in np.flatnonzero((force < 0) & (redirect >= 0) & (tok_N == redirect)).tolist():
+            flag_N[j] = _forced_reading_fits(batch, int(live[j]), ids[int(live[j])], k)
+        ok = ~(wrong | banned)
+        batch.advance(tok_N[ok], live[ok], flag_N[ok])
+        k += 1
+        live = live[ok]
+        live = live[np.fromiter((len(ids[i]) > k for i in live.tolist()), np.bool_, len(live))]
+    acc = batch.accounting()
+    out = []
+    for i in range(n):
+        phase = int(acc.phase[i])
+        out.append(
+            Replay(
+                thinking_tokens=int(acc.thinking_tokens[i]),
+                answer_tokens=int(acc.answer_tokens[i]),
+                forced_tokens=int(acc.forced_tokens[i]),
+                extensions_used=int(acc.extensions_used[i]),
+                capped=bool(acc.capped[i]),
+                final_phase=phase,
+                stopped_by_budget=stopped[i],
+                honoured=not violation[i],
+                violation=violation[i],
+            )
+        )
+    return out
+
+
+def _forced_reading_fits(batch: BudgetBatch, slot: int, ids: npt.NDArray[np.int64], k: int) -> bool:
+    """Whether the ids after position ``k`` of row ``slot`` are what the processor forces if the
+    redirect token at ``k`` stood for an end attempt (ids that end inside the forced text fit if at
+    least one forced token followed). Every row is left as it was."""
+    saved = batch.export_state()
+    rows = np.asarray([slot], np.int64)
+    force, redirect = np.empty(1, np.int64), np.empty(1, np.int64)
+    ban = np.empty((1, max(batch.ban_width, 1)), np.int32)
+
+    def forced_next() -> int:
+        if int(batch.accounting().phase[slot]) in _ENDED:
+            return -1
+        batch.mask(force, redirect, ban, rows)
+        return int(force[0])
+
     try:
-        row.advance(ids[i], True)
-        for t in ids[i + 1 :]:
-            if row.phase() in (Phase.DONE, Phase.ERROR):
+        batch.advance(ids[k : k + 1], rows, np.ones(1, np.int64))
+        for j in range(k + 1, len(ids)):
+            f = forced_next()
+            if f < 0:
                 return True
-            force, _, _ = row.mask()
-            if force < 0:
-                return True
-            if t != force:
+            if ids[j] != f:
                 return False
-            row.advance(t, False)
-        # The ids end inside the forced text: it fits if at least one forced token followed.
-        if row.phase() in (Phase.DONE, Phase.ERROR):
-            return True
-        return row.mask()[0] < 0 or len(ids) > i + 1
+            batch.advance(ids[j : j + 1], rows, np.zeros(1, np.int64))
+        return forced_next() < 0 or len(ids) > k + 1
     finally:
-        row.batch.import_state(saved)
+        batch.import_state(saved)
 
 
 def budget_finish(spec: BudgetSpec, rp: Replay) -> str:
@@ -161,19 +182,39 @@ def budget_finish(spec: BudgetSpec, rp: Replay) -> str:
     return "length" if cap is not None and rp.answer_tokens >= cap else "stop"
 
 
-def build_result(
-    request: Request, token_ids: Sequence[int], finish: str, tokenizer: Any, refuse: str = ""
+def build_results(
+    requests: Sequence[Request],
+    token_ids: Sequence[Sequence[int]],
+    finishes: Sequence[str],
+    tokenizer: Any,
+    refuse: str = "",
+) -> list[Result]:
+    """One :class:`~s1kit.generate.Result` per request from what a serving engine returned: its
+    emitted ids and its finish reason already named in s1kit's terms ("eos", "stop", "length",
+    "error"). With a budget, the accounting comes from :func:`replay_batch` (all budgeted rows in one
+    batch); the EOS the processor forces to stop a finished budget is dropped and the finish reason
+    becomes the budget's (:func:`budget_finish`), so the row reads exactly as s1kit's engine writes
+    it. ``refuse``: the fix to name in the :class:`~s1kit.errors.S1kitError` raised when the ids show
+    that the budget was not applied (empty: such a row is logged as a warning and finishes by
+    "error")."""
+    budgeted = [i for i, r in enumerate(requests) if r.budget is not None]
+    replays = replay_batch(
+        [requests[i].budget for i in budgeted],  # type: ignore[misc]
+        [requests[i].prompt_ids for i in budgeted],
+        [token_ids[i] for i in budgeted],
+    )
+    by_row: dict[int, Replay] = dict(zip(budgeted, replays, strict=True))
+    return [
+        _result(r, ids, f, tokenizer, refuse, by_row.get(i))
+        for i, (r, ids, f) in enumerate(zip(requests, token_ids, finishes, strict=True))
+    ]
+
+
+def _result(
+    request: Request, token_ids: Sequence[int], finish: str, tokenizer: Any, refuse: str, rp: Replay | None
 ) -> Result:
-    """One :class:`~s1kit.generate.Result` from what a serving engine returned for ``request``:
-    its emitted ``token_ids`` and its finish reason already named in s1kit's terms ("eos", "stop",
-    "length", "error"). With a budget, the accounting comes from :func:`replay`; the EOS the
-    processor forces to stop a finished budget is dropped and the finish reason becomes the budget's
-    (:func:`budget_finish`), so the row reads exactly as s1kit's engine writes it. ``refuse``: the
-    fix to name in the :class:`~s1kit.errors.S1kitError` raised when the ids show that the budget was
-    not applied (empty: the ids are trusted and such a row is reported as finished by "error")."""
     ids = [int(t) for t in token_ids]
     spec = request.budget
-    rp = replay(spec, request.prompt_ids, ids) if spec is not None else None
     if rp is not None and spec is not None:
         if not rp.honoured:
             if refuse:
@@ -181,6 +222,7 @@ def build_result(
                     f"request {request.request_id!r}: the engine did not apply the budget "
                     f"({rp.violation}); {refuse}"
                 )
+            _log.warning("request %r: the ids break its budget (%s)", request.request_id, rp.violation)
             finish = "error"
         elif rp.stopped_by_budget:
             ids = ids[:-1]

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from s1kit.backends.base import EngineOptions, require
-from s1kit.backends.replay import build_result
+from s1kit.backends.replay import build_results
 
 if TYPE_CHECKING:
     from s1kit.generate.types import Request, Result
@@ -94,13 +94,13 @@ class VllmBackend:
         prompts = [{"prompt_token_ids": [int(t) for t in r.prompt_ids]} for r in requests]
         params = [self.sampling_params(r) for r in requests]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
-        results = []
+        ids, finishes = [], []
         for request, out in zip(requests, outs, strict=True):
             c = out.outputs[0]
             eos = self._eos | (set(request.budget.eos) if request.budget is not None else set())
-            finish = finish_reason(c.finish_reason, c.stop_reason, eos)
-            results.append(build_result(request, list(c.token_ids), finish, self.tokenizer))
-        return results
+            ids.append(list(c.token_ids))
+            finishes.append(finish_reason(c.finish_reason, c.stop_reason, eos))
+        return build_results(requests, ids, finishes, self.tokenizer)
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
