@@ -12,7 +12,8 @@ Same engine instance, same prompts, greedy, "Wait" forced 0, 2, 4 and 6 times:
 (``s1kit eval --forcing reprompt`` was not on main when this was written, so the re-prompt loop is
 ``bench/reprompt.py``'s, driven through the Backend interface.) Per extension count: wall time of
 each (best of ``--repeat``), the ratio reprompt/inloop, prompt tokens submitted (what the engine was
-asked to prefill; "re-prefilled" is the excess over the prompts), generated tokens, rounds, and
+asked to prefill; "re-prefilled" is the excess over the prompts; "prefix-cached": of those, the ones
+vLLM's prefix cache served, in the last run, so not computed again), generated tokens, rounds, and
 whether both produced the same ids for every prompt. Key: ``speedup_at_6`` (target >= 1.5 on 16
 prompts) and ``reprefilled_inloop`` (0 by construction: each prompt is submitted once).
 
@@ -47,6 +48,25 @@ from bench.reprompt import reprompt_generate
 from s1kit.backends import EngineOptions, load_backend
 from s1kit.budget import BudgetSpec
 from s1kit.generate.types import Request, SamplingParams
+
+
+class CachedTokens:
+    """Counts the prompt tokens vLLM served from its prefix cache (``RequestOutput.num_cached_tokens``)
+    by wrapping the backend's ``LLM.generate``; engines without it count 0."""
+
+    def __init__(self, backend: Any) -> None:
+        self.total = 0
+        llm = getattr(backend, "llm", None)
+        if llm is None or not hasattr(llm, "generate"):
+            return
+        original = llm.generate
+
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            outs = original(*args, **kwargs)
+            self.total += sum(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outs)
+            return outs
+
+        llm.generate = generate
 
 
 class BackendAsEngine:
@@ -99,6 +119,7 @@ def rows_for(
 ) -> list[dict[str, Any]]:
     tok = backend.tokenizer
     engine = BackendAsEngine(backend)
+    cached = CachedTokens(backend)
 
     def reqs(spec: BudgetSpec) -> list[Request]:
         return [
@@ -111,12 +132,15 @@ def rows_for(
         spec = BudgetSpec.from_tokenizer(tok, style=style, num_extensions=k)
         t_in = t_re = float("inf")
         for _ in range(repeat):
+            c0 = cached.total
             t0 = time.perf_counter()
             res = backend.generate(reqs(spec))
             t_in = min(t_in, time.perf_counter() - t0)
+            c1 = cached.total
             t0 = time.perf_counter()
             base, stats = reprompt_generate(engine, prompts, spec, max_new)  # type: ignore[arg-type]
             t_re = min(t_re, time.perf_counter() - t0)
+            cached_in, cached_re = c1 - c0, cached.total - c1  # the last run's
         submitted = sum(len(p) for p in prompts)
         rows.append(
             {
@@ -128,6 +152,8 @@ def rows_for(
                 "prefill_reprompt": stats.prefilled_tokens,
                 "reprefilled_inloop": 0,
                 "reprefilled_reprompt": stats.prefilled_tokens - submitted,
+                "prefix_cached_inloop": cached_in,
+                "prefix_cached_reprompt": cached_re,
                 "generated_inloop": sum(len(r.token_ids) for r in res),
                 "generated_reprompt": sum(len(b.token_ids) for b in base),
                 "rounds": stats.rounds,
@@ -205,13 +231,14 @@ def main() -> None:
           f"{args.prompts} prompts, greedy, max_new {args.max_new}, model {args.model or 'tiny random Llama'}")  # fmt: skip
     print("| Wait x | in-loop s | re-prompt s | re-prompt / in-loop | prefill in-loop | prefill re-prompt "
           "| re-prefilled in-loop | re-prefilled re-prompt | generated in-loop | generated re-prompt "
-          "| rounds | extensions used | identical |")  # fmt: skip
-    print("|" + "---|" * 13)
+          "| prefix-cached in-loop | prefix-cached re-prompt | rounds | extensions used | identical |")  # fmt: skip
+    print("|" + "---|" * 15)
     for r in rows:
         print(
             f"| {r['extensions']} | {r['inloop_s']:.2f} | {r['reprompt_s']:.2f} | {r['speedup']:.2f}x "
             f"| {r['prefill_inloop']} | {r['prefill_reprompt']} | {r['reprefilled_inloop']} "
             f"| {r['reprefilled_reprompt']} | {r['generated_inloop']} | {r['generated_reprompt']} "
+            f"| {r['prefix_cached_inloop']} | {r['prefix_cached_reprompt']} "
             f"| {r['rounds']} | {r['extensions_used']} | {r['identical']}/{args.prompts} |"
         )
     last = rows[-1]

@@ -137,6 +137,14 @@ def test_build_result_reads_like_s1kits_engine() -> None:
     assert plain.text == "a" and plain.thinking_tokens == 0
 
 
+def test_vllm_stops_on_the_budgets_eos_too() -> None:
+    from s1kit.backends.vllm import stop_ids
+
+    assert stop_ids(Request([1], SamplingParams(stop_token_ids=(5, EOS)), BASE)) == [5, EOS]
+    assert stop_ids(Request([1], SamplingParams(stop_token_ids=(5,)), BASE)) == [5, EOS]
+    assert stop_ids(Request([1], SamplingParams())) == []
+
+
 def test_finish_reasons_map_to_s1kits() -> None:
     assert finish_reason("length", None, {2}) == "length"
     assert finish_reason("stop", None, {2}) == "eos"

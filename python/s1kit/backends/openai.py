@@ -12,8 +12,9 @@ Each request is one ``POST {base}/v1/completions`` (``base``: ``--base-url`` wit
      "skip_special_tokens": false, "return_token_ids": true,
      "vllm_xargs": {"s1kit_budget": spec_to_json(spec)}}
 
-(``seed``, ``stop``, ``stop_token_ids`` and ``vllm_xargs`` only when set; ``vllm_xargs`` takes flat
-values only, hence the spec's JSON text.) A batch is sent as concurrent requests, ``max_batch`` at a
+(``seed``, ``stop``, ``stop_token_ids`` and ``vllm_xargs`` only when set; ``stop_token_ids`` adds the
+spec's EOS ids, as ``--engine vllm`` does; ``vllm_xargs`` takes flat values only, hence the spec's
+JSON text.) A batch is sent as concurrent requests, ``max_batch`` at a
 time (``--max-batch``, default 16), so the server batches them itself. The prompt goes in as token ids
 (no re-tokenization on the server); the reply's ``token_ids`` (vLLM's ``return_token_ids``) are the
 emitted ids, and the accounting is recomputed from them by replaying them through the budget core
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from s1kit.backends.base import EngineOptions
 from s1kit.backends.replay import build_results
-from s1kit.backends.vllm import finish_reason
+from s1kit.backends.vllm import finish_reason, stop_ids
 from s1kit.errors import S1kitError
 
 if TYPE_CHECKING:
@@ -126,8 +127,9 @@ class OpenAIBackend:
             body["seed"] = s.seed
         if s.stop:
             body["stop"] = list(s.stop)
-        if s.stop_token_ids:
-            body["stop_token_ids"] = list(s.stop_token_ids)
+        stops = stop_ids(request)
+        if stops:
+            body["stop_token_ids"] = stops
         if request.budget is not None:
             body["vllm_xargs"] = {KEY: spec_to_json(request.budget)}
         return body

@@ -13,7 +13,7 @@ the supported range. ``options.device`` is not used: vLLM runs on the platform i
 
 :meth:`VllmBackend.generate` makes **one** ``LLM.generate`` call per batch: each request goes in as
 its prompt token ids (no re-tokenization) with ``SamplingParams(temperature, top_p, top_k, seed,
-max_tokens=max_new_tokens, stop, stop_token_ids, skip_special_tokens=False,
+max_tokens=max_new_tokens, stop, stop_token_ids (plus the spec's EOS ids), skip_special_tokens=False,
 extra_args={"s1kit_budget": spec_to_params(spec)})`` (docs/embedding.md, "vLLM"), so every
 extension is forced inside vLLM's decode loop, never by re-prompting.
 
@@ -83,7 +83,7 @@ class VllmBackend:
             seed=s.seed,
             max_tokens=s.max_new_tokens,
             stop=list(s.stop) or None,
-            stop_token_ids=list(s.stop_token_ids) or None,
+            stop_token_ids=stop_ids(request) or None,
             skip_special_tokens=False,
             extra_args=extra,
         )
@@ -113,6 +113,15 @@ class VllmBackend:
         import gc
 
         gc.collect()
+
+
+def stop_ids(request: Request) -> list[int]:
+    """The request's stop token ids plus its budget's EOS ids (s1kit's engine stops on those too; the
+    processor forces the first one to end a finished budget, so vLLM must stop on it)."""
+    ids = [int(t) for t in request.sampling.stop_token_ids]
+    if request.budget is not None:
+        ids += [int(t) for t in request.budget.eos if int(t) not in ids]
+    return ids
 
 
 def finish_reason(reason: str | None, stop_reason: int | str | None, eos: set[int]) -> str:
