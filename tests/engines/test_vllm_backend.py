@@ -121,7 +121,12 @@ def vllm_backend(saved: tuple[Path, Any]) -> Any:
     )
     backend = load_backend("vllm", str(path), options)
     yield backend
+    import multiprocessing
+
     backend.close()
+    backend.close()  # idempotent
+    # close() stops vLLM's engine-core process (V1 runs it as a child of this one).
+    assert not [p.name for p in multiprocessing.active_children() if p.is_alive()]
 
 
 def test_vllm_backend_equals_s1kit_engine_field_for_field(saved: tuple[Path, Any], vllm_backend: Any) -> None:

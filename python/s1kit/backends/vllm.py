@@ -106,9 +106,14 @@ class VllmBackend:
         llm, self.llm = self.llm, None
         if llm is None:
             return
-        shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        engine = getattr(llm, "llm_engine", None)
+        # vLLM 0.32's LLMEngine has no shutdown of its own; its engine-core client stops the
+        # engine-core process (and its workers).
+        for target in (engine, getattr(engine, "engine_core", None)):
+            shutdown = getattr(target, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+                break
         del llm
         import gc
 
