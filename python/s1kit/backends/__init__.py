@@ -12,9 +12,7 @@ engine that is not installed costs nothing until asked for, and then fails with
 :class:`EngineNotInstalled`, naming the extra to install.
 
 Where each concern lives: ``base.py`` the interface and options; ``own.py`` s1kit's engine
-(``--engine s1kit``, the default). Every other backend has a module of its own next to them
-(``vllm.py``, ``openai.py`` for a served model); ``replay.py`` recomputes the accounting from the ids a
-serving engine returns (its budget processor runs in another process).
+(``--engine s1kit``, the default). Every other backend has a module of its own next to them.
 """
 
 from __future__ import annotations
