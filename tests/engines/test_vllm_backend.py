@@ -173,3 +173,24 @@ def test_engine_args_clash_with_named_options_is_refused(saved: tuple[Path, Any]
     path, _ = saved
     with pytest.raises(ValueError, match="tensor_parallel_size"):
         load_backend("vllm", str(path), EngineOptions(engine_args={"tensor_parallel_size": 2}))
+
+
+def test_cross_engine_check(tmp_path: Path) -> None:
+    """The shared cross-engine evaluation (tests/engines/cross_engine.py, where the checkout has it):
+    five problems under every budget setting, field for field against s1kit's engine."""
+    vllm_engine_here()
+    cross = pytest.importorskip(
+        "tests.engines.cross_engine", reason="tests/engines/cross_engine.py is not here"
+    )
+    import os
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    cross.save_cross_engine_model(tmp_path)
+    options = EngineOptions(
+        dtype="float32", max_len=cross.MAX_LEN, engine_args={"enforce_eager": True, "max_num_seqs": 8}
+    )
+    backend = load_backend("vllm", str(tmp_path), options)
+    try:
+        cross.check_backend_against_own(backend, tmp_path)
+    finally:
+        backend.close()

@@ -18,7 +18,7 @@ from s1kit.backends.vllm import finish_reason
 from s1kit.budget import BudgetSpec, Phase
 from s1kit.errors import S1kitError
 from s1kit.generate.types import Request, SamplingParams
-from tests.unit.serving_sim import EOS, V, direct_sequences, prompt, request_kinds, specs
+from tests.unit.serving_sim import EOS, MAX_NEW, V, direct_sequences, prompt, request_kinds, specs
 from tests.unit.test_budget_vllm import StandInBatch, new_proc, params_for, serve
 
 COUNTERS = ("thinking_tokens", "answer_tokens", "forced_tokens", "extensions_used", "capped")
@@ -38,6 +38,8 @@ def test_replay_equals_the_processors_accounting(seed: int, async_scheduling: bo
             continue
         rp = replay(spec, prompt(r), outputs[r])
         assert rp.honoured, rp.violation
+        if cut_at_a_forced_text(spec, outputs[r]):  # the documented undecidable case
+            continue
         for f in COUNTERS:
             assert getattr(rp, f) == states[r][f], f"request {r} (kind {kind}): {f}"
         # The processor stops a finished budget with EOS; the replay says so (not for the model's own).
@@ -53,10 +55,19 @@ def test_replay_equals_the_processors_accounting(seed: int, async_scheduling: bo
     assert together == [replay(all_specs[kinds[r]], prompt(r), outputs[r]) for r in rows]  # type: ignore[arg-type]
 
 
+def cut_at_a_forced_text(spec: BudgetSpec, ids: list[int]) -> bool:
+    """The ids stop at the length limit and end with the start of a forced text (an extension or the
+    answer prefix): the one case the ids cannot decide here (docstring of s1kit.backends.replay)."""
+    starts = [e[: j + 1] for e in (*spec.extensions, spec.answer_prefix) for j in range(len(e))]
+    return len(ids) >= MAX_NEW and any(tuple(ids[-len(p) :]) == tuple(p) for p in starts)
+
+
 def test_replay_over_many_direct_runs_is_exact() -> None:
-    """Wider coverage: 60 seeds of the core driven directly (the adapters' reference)."""
+    """Wider coverage: 60 seeds of the core driven directly (the adapters' reference). Every row is
+    exact except rows cut by the length limit right at a forced text; there the replay counts the
+    forced reading, and such rows are rare."""
     all_specs = specs()
-    n = 0
+    n = undecidable = 0
     for seed in range(60):
         kinds = request_kinds(6, seed)
         seqs, states = direct_sequences(kinds, stop_done=True)
@@ -65,11 +76,13 @@ def test_replay_over_many_direct_runs_is_exact() -> None:
             if spec is None:
                 continue
             rp = replay(spec, prompt(r), seqs[r])
-            assert rp.honoured and {f: getattr(rp, f) for f in COUNTERS} == {
-                f: states[r][f] for f in COUNTERS
-            }, (seed, r, seqs[r])
             n += 1
-    assert n > 200
+            got, want = {f: getattr(rp, f) for f in COUNTERS}, {f: states[r][f] for f in COUNTERS}
+            assert rp.honoured, (seed, r, rp.violation)
+            if got != want:
+                assert cut_at_a_forced_text(spec, seqs[r]), (seed, r, seqs[r], got, want)
+                undecidable += 1
+    assert n > 200 and undecidable <= n // 20  # 9 of 278 here: 40-token rows, forcing every few tokens
 
 
 BASE = BudgetSpec(

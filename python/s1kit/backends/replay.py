@@ -10,14 +10,15 @@ it is forced and counted) or was the model's own token. :func:`replay` feeds the
 core's mask mode (the same semantics the processor runs) and infers that bit:
 
 - **Exact** wherever the ids decide it: a forced continuation that does not follow means the model
-  wrote the token itself (ids that end right after the redirect token, inside a forced text of more
-  than one token, read as the model's own token).
-- Where the ids cannot decide it (the model itself wrote, at a point where an extension was due, the
-  whole text the forced continuation would have produced, e.g. "Wait" when the extension is the
-  single token "Wait"), the emission is counted as the forced one. The stream is the same either
-  way; only ``extensions_used`` and ``forced_tokens`` can differ from the processor's (by that
-  extension), and only in rows whose thinking was then capped: a row whose model ended thinking on
-  its own used every extension in both readings.
+  wrote the token itself.
+- Where the ids cannot decide it, the emission is counted as the forced one (the end attempt). Two
+  cases: the model itself wrote, at a point where an extension or the answer prefix was due, the
+  whole text the forced continuation would have produced (e.g. "Wait" when the extension is the
+  single token "Wait"); or the ids stop (``max_new_tokens``) right after the redirect token or inside
+  the forced text. The ids are the same either way; the counters can differ from the processor's by
+  that one extension or answer prefix (``extensions_used``, ``forced_tokens``, and for the answer
+  prefix the thinking/answer split). A row whose model went on to end its thinking on its own used
+  every extension in both readings.
 
 The replay also checks that the processor ran: a forced token the ids do not contain, an emitted
 token the processor would have banned (an attempt to end thinking before the cap and extensions
@@ -146,8 +147,8 @@ def replay_batch(
 
 def _forced_reading_fits(batch: BudgetBatch, slot: int, ids: npt.NDArray[np.int64], k: int) -> bool:
     """Whether the ids after position ``k`` of row ``slot`` are what the processor forces if the
-    redirect token at ``k`` stood for an end attempt (ids that end inside the forced text fit if at
-    least one forced token followed). Every row is left as it was."""
+    redirect token at ``k`` stood for an end attempt (ids that end inside the forced text, even right
+    after the redirect token, fit). Every row is left as it was."""
     saved = batch.export_state()
     rows = np.asarray([slot], np.int64)
     force, redirect = np.empty(1, np.int64), np.empty(1, np.int64)
@@ -168,7 +169,7 @@ def _forced_reading_fits(batch: BudgetBatch, slot: int, ids: npt.NDArray[np.int6
             if ids[j] != f:
                 return False
             batch.advance(ids[j : j + 1], rows, np.zeros(1, np.int64))
-        return forced_next() < 0 or len(ids) > k + 1
+        return True  # the ids end inside (or right before) the forced text: nothing contradicts it
     finally:
         batch.import_state(saved)
 

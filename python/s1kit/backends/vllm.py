@@ -23,8 +23,8 @@ extension is forced inside vLLM's decode loop, never by re-prompting.
 tensor parallelism in yet others); it returns token ids only. So the per-row accounting is recomputed
 here by replaying each request's emitted ids through the same core
 (:func:`s1kit.backends.replay.replay`): the semantics are one everywhere, so this is exact wherever the
-ids decide it, which is everywhere except a model that itself writes an extension's whole text where
-one was due (see :mod:`s1kit.backends.replay`). Reading the processor's state in process instead
+ids decide it; where they cannot (the model itself wrote a forced text where it was due, or the ids
+stop right at one) the forced reading is counted (see :mod:`s1kit.backends.replay`). Reading the processor's state in process instead
 would need ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` and one GPU, and would not work for tensor
 parallelism or a served model; the replay serves all three. Finish reasons: vLLM's "length" is
 "length"; "stop" is "eos" when ended by an EOS id (vLLM's ``stop_reason`` None, or a stop token id that is
