@@ -32,6 +32,14 @@ if ! "$vpy" -c "import vllm" 2>/dev/null; then
   echo "vLLM part skipped: $vpy cannot import vllm (set S1KIT_VLLM_PYTHON to a python with vLLM 0.33)" | tee "$out/vllm.txt"
 else
   timeout 300 "$vpy" -m pytest -q -p no:cacheprovider tests/engines/test_vllm_e2e.py tests/engines/test_vllm_batch.py 2>&1 | tee "$out/vllm_tests.log"
+  # --engine vllm / --engine openai (issue 14): s1kit's engine vs vLLM field for field, the served
+  # recipe of docs/serving.md, and in-loop forcing vs re-prompting on the same vLLM engine (tiny
+  # random model; with S1KIT_VLLM_MODEL also on the real one).
+  timeout 400 "$vpy" -m pytest -q -p no:cacheprovider tests/engines/test_vllm_backend.py tests/engines/test_vllm_openai_backend.py 2>&1 | tee "$out/vllm_backend_tests.log"
+  timeout 300 "$vpy" bench/forcing_inloop_vs_reprompt.py --engine vllm 2>&1 | tee "$out/forcing_inloop_vs_reprompt.txt"
+  if [ -n "${S1KIT_VLLM_MODEL:-}" ]; then
+    timeout 400 "$vpy" bench/forcing_inloop_vs_reprompt.py --engine vllm --model "$S1KIT_VLLM_MODEL" --style think_tags --max-new 2048 --repeat 1 2>&1 | tee -a "$out/forcing_inloop_vs_reprompt.txt"
+  fi
 fi
 # Model Runner V2 (vLLM 0.34, or 0.33's default runner) end to end: the tiny saved Qwen2 model, the
 # documented snippet with default settings (async scheduling on), two "Wait"s, a cap and a request
