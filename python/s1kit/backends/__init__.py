@@ -15,7 +15,11 @@ Where each concern lives: ``base.py`` the interface and options; ``own.py`` s1ki
 (``--engine s1kit``, the default); ``forcing.py`` how budget forcing runs on any backend (``inloop``,
 or ``reprompt``: s1's way, one engine call per extension) and what each request cost (prefilled
 tokens, engine calls); ``arguments.py`` the engine flags of ``s1kit eval`` / ``s1kit generate`` and
-their mapping onto :class:`EngineOptions`. Every other backend has a module of its own next to them.
+their mapping onto :class:`EngineOptions`. One module per engine: ``hf.py`` (``--engine hf``,
+transformers' ``generate`` with the budget processor), ``vllm.py`` (``--engine vllm``, ``vllm.LLM``),
+``sglang.py`` (``--engine sglang``, ``sglang.Engine``), ``openai.py`` (``--engine openai``, a client of a
+served vLLM with the processor loaded, docs/serving.md); ``replay.py`` recomputes a request's
+accounting from the token ids an engine in another process returned.
 """
 
 from __future__ import annotations
