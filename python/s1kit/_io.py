@@ -7,6 +7,10 @@ leaves the destination untouched (the old content, or absent) or complete; at wo
 records its completion with one more file written last (see :func:`write_marker`), so a reader can
 tell a complete set from one interrupted between its files.
 
+An append-only JSON Lines log (eval's samples, the generation cache) is read back with
+:func:`read_append_log`, which drops a torn final line (a kill while it was appended) and truncates it
+away, so the next append starts on a clean line.
+
 A stage whose files must change together (``s1kit curate``'s output folder, ``train``'s ``hf/``)
 builds the whole new folder beside the old one and swaps it in with :func:`atomic_dir` (see there
 for the exact guarantee on each platform).
@@ -221,6 +225,38 @@ def carry_entries(src: Path, dst: Path, exclude: Callable[[str], bool]) -> list[
             link_or_copy(str(entry), str(target))
         carried.append(entry.name)
     return carried
+
+
+def read_append_log(path: str | Path, take: Callable[[Any], None], fix: str) -> None:
+    """Call ``take(obj)`` for every complete JSON line of the append-only log at ``path``, in order.
+
+    A final line without its newline, or a final line that is not valid (its JSON or ``take`` raises
+    ``ValueError``, ``KeyError`` or ``TypeError``), is what a kill during an append leaves: it is
+    dropped and cut from the file. Such a line anywhere before the end raises
+    :class:`~s1kit.errors.DataError` naming the file and line; ``fix`` ends that message (what the user
+    should do, e.g. "fix or delete the file").
+    """
+    from s1kit.errors import DataError
+
+    path = Path(path)
+    raw = path.read_bytes()
+    good_end = pos = 0
+    for line in raw.splitlines(keepends=True):
+        pos += len(line)
+        if not line.endswith(b"\n"):
+            break
+        if line.strip():
+            try:
+                take(json.loads(line))
+            except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+                if pos == len(raw):
+                    break
+                lineno = raw[:pos].count(b"\n")
+                raise DataError(f"{path}: line {lineno} is not a valid record ({e}); {fix}") from e
+        good_end = pos
+    if good_end < len(raw):
+        with path.open("r+b") as f:
+            f.truncate(good_end)
 
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:

@@ -94,3 +94,21 @@ def test_marker_lists_files_and_detects_changes(tmp_path: Path) -> None:
     f.write_text("y\n")
     assert "is not the file done.json records" in _io.check_marker(tmp_path / "done.json")[0]
     assert "did not finish" in _io.check_marker(tmp_path / "missing.json")[0]
+
+
+def test_append_log_drops_a_torn_tail_and_refuses_a_bad_line_before_it(tmp_path: Path) -> None:
+    from s1kit.errors import DataError
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"key": "a"}\n\n{"key": "b"}\n{"key": "c", "tor')
+    got: list[str] = []
+    _io.read_append_log(log, lambda rec: got.append(rec["key"]), "delete it")
+    assert got == ["a", "b"]
+    assert log.read_bytes() == b'{"key": "a"}\n\n{"key": "b"}\n'  # the torn line is cut away
+    log.write_bytes(b'{"key": "a"}\n{"nokey": 1}\n')  # a complete but invalid final line: torn too
+    got.clear()
+    _io.read_append_log(log, lambda rec: got.append(rec["key"]), "delete it")
+    assert got == ["a"] and log.read_bytes() == b'{"key": "a"}\n'
+    log.write_bytes(b'{"key": "a"}\nnot json\n{"key": "b"}\n')
+    with pytest.raises(DataError, match=r"log\.jsonl: line 2 is not a valid record .*; delete it"):
+        _io.read_append_log(log, lambda rec: got.append(rec["key"]), "delete it")

@@ -49,7 +49,6 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,6 +57,7 @@ from transformers import LogitsProcessor, StoppingCriteria
 from s1kit.backends.base import EngineOptions
 from s1kit.budget import BudgetSpec, Phase
 from s1kit.budget.adapters.hf import HFBudgetForcing
+from s1kit.generate.engine import checkpoint_eos_ids, config_eos_ids
 from s1kit.generate.sampling import SamplingMode, fold_seed, sample
 from s1kit.generate.types import Request, Result, SamplingParams
 
@@ -108,7 +108,7 @@ class HFBackend:
         self.tokenizer: Any = tokenizer
         self.max_batch = max_batch
         self.max_len: int | None = max_len
-        eos = list(eos_token_ids) if eos_token_ids is not None else _eos_ids(model.config, tokenizer)
+        eos = list(eos_token_ids) if eos_token_ids is not None else config_eos_ids(model.config, tokenizer)
         if not eos:
             raise ValueError(
                 "the model has no EOS id (config, generation_config.json and tokenizer lack one): "
@@ -347,22 +347,9 @@ class _RowEnds(StoppingCriteria):
         return None
 
 
-def _as_ids(x: Any) -> list[int]:
-    if x is None:
-        return []
-    if isinstance(x, int):
-        return [x]
-    return [int(t) for t in x]
-
-
-def _eos_ids(config: Any, tokenizer: Any) -> list[int]:
-    ids = _as_ids(getattr(config, "eos_token_id", None)) + _as_ids(getattr(tokenizer, "eos_token_id", None))
-    return sorted(set(ids))
-
-
 def load(model: str, options: EngineOptions) -> HFBackend:
     """Load a model directory or hub name with ``AutoModelForCausalLM`` on ``options.device``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if options.tensor_parallel_size != 1:
         raise ValueError(
@@ -381,11 +368,7 @@ def load(model: str, options: EngineOptions) -> HFBackend:
     hf_model: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs)
     hf_model = hf_model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    # As s1kit's engine: generation_config.json's EOS ids, else the config's and the tokenizer's.
-    eos: list[int] = []
-    if (Path(model) / "generation_config.json").is_file():
-        eos = _as_ids(GenerationConfig.from_pretrained(model).eos_token_id)
-    eos = eos or _eos_ids(hf_model.config, tokenizer)
+    eos = checkpoint_eos_ids(model, hf_model.config, tokenizer)  # as s1kit's engine reads them
     return HFBackend(
         hf_model, tokenizer, max_batch=options.max_batch, max_len=options.max_len, eos_token_ids=eos
     )

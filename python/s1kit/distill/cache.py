@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from s1kit import _io
-from s1kit.errors import DataError
 
 
 def generation_key(model: str, prompt_ids: Iterable[int], settings: Mapping[str, Any], index: int) -> str:
@@ -43,30 +42,12 @@ class GenerationCache:
             self._load()
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        for line in raw.splitlines(keepends=True):
-            pos += len(line)
-            if not line.endswith(b"\n"):
-                break  # torn final line: the kill came while it was written
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                    key = rec["key"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    if pos == len(raw):
-                        break
-                    lineno = raw[:pos].count(b"\n")
-                    raise DataError(
-                        f"{self.path}: line {lineno} is not a cache entry ({e}); "
-                        "fix or delete the cache file (deleting it regenerates everything)"
-                    ) from e
-                self.records[key] = rec
-            good_end = pos
-        if good_end < len(raw):
-            with self.path.open("r+b") as f:
-                f.truncate(good_end)
+        def take(rec: Any) -> None:
+            self.records[rec["key"]] = rec
+
+        _io.read_append_log(
+            self.path, take, "fix or delete the cache file (deleting it regenerates everything)"
+        )
 
     def __contains__(self, key: str) -> bool:
         return key in self.records

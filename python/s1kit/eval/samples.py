@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from s1kit import _io
-from s1kit.errors import DataError
 
 # finish_reason of a sample whose prompt does not fit the engine (no generation, graded incorrect).
 PROMPT_TOO_LONG = "prompt_too_long"
@@ -150,28 +149,11 @@ class SampleStore:
             self._load()
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        for line in raw.splitlines(keepends=True):
-            pos += len(line)
-            if not line.endswith(b"\n"):
-                break  # torn final line: the crash happened while writing it
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    if pos == len(raw):
-                        break
-                    raise DataError(
-                        f"{self.path}: a line before the end is not JSON ({e}); fix or delete the file"
-                    ) from e
-                rec = upgrade_record(obj)
-                self.records[record_key(rec)] = rec
-            good_end = pos
-        if good_end < len(raw):
-            with self.path.open("r+b") as f:
-                f.truncate(good_end)
+        def take(obj: Any) -> None:
+            rec = upgrade_record(obj)
+            self.records[record_key(rec)] = rec
+
+        _io.read_append_log(self.path, take, "fix or delete the file")
 
     def get(self, key: str, problem_id: str) -> list[SampleRecord]:
         """Stored generations of one problem under ``key``, in index order (contiguous from 0)."""

@@ -133,7 +133,7 @@ class Engine:
         if use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device; pass device='cuda' or cuda_graphs=None")
         self.eos_token_ids = frozenset(
-            _eos_ids(hf_config, tokenizer) if eos_token_ids is None else (int(t) for t in eos_token_ids)
+            config_eos_ids(hf_config, tokenizer) if eos_token_ids is None else (int(t) for t in eos_token_ids)
         )
         self.budget_path = budget_path
         self.sync_every = sync_every
@@ -179,7 +179,7 @@ class Engine:
 
         ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU.
         """
-        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+        from transformers import AutoConfig, AutoTokenizer
 
         path = Path(model_dir)
         if not (path / "config.json").is_file():
@@ -192,10 +192,7 @@ class Engine:
             config, load_safetensors_dir(path, dev), device=dev, dtype=dtype
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
-        eos: list[int] = []
-        if (path / "generation_config.json").is_file():
-            eos = _as_ids(GenerationConfig.from_pretrained(path).eos_token_id)
-        eos = eos or _eos_ids(config, tokenizer)
+        eos = checkpoint_eos_ids(path, config, tokenizer)
         return cls(
             model,
             tokenizer,
@@ -292,7 +289,21 @@ def _as_ids(x: Any) -> list[int]:
     return [int(t) for t in x]
 
 
-def _eos_ids(config: Any, tokenizer: Any) -> list[int]:
+def checkpoint_eos_ids(model_dir: str | Path, config: Any, tokenizer: Any) -> list[int]:
+    """A checkpoint's EOS ids: its generation_config.json's when it has them, else the config's (and
+    its generation config's) and the tokenizer's. Every backend that loads weights itself uses this."""
+    path = Path(model_dir)
+    if (path / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        eos = _as_ids(GenerationConfig.from_pretrained(path).eos_token_id)
+        if eos:
+            return eos
+    return config_eos_ids(config, tokenizer)
+
+
+def config_eos_ids(config: Any, tokenizer: Any) -> list[int]:
+    """EOS ids from a transformers config (and its generation config) and the tokenizer."""
     ids = _as_ids(getattr(config, "eos_token_id", None)) if config is not None else []
     gen = getattr(config, "generation_config", None) if config is not None else None
     ids += _as_ids(getattr(gen, "eos_token_id", None))
@@ -300,4 +311,13 @@ def _eos_ids(config: Any, tokenizer: Any) -> list[int]:
     return sorted(set(ids))
 
 
-__all__ = ["BUDGET_PATHS", "PREFILL_TOKENS", "SYNC_EVERY", "TENSOR_BUDGET_RESERVE", "Engine", "OnToken"]
+__all__ = [
+    "BUDGET_PATHS",
+    "PREFILL_TOKENS",
+    "SYNC_EVERY",
+    "TENSOR_BUDGET_RESERVE",
+    "Engine",
+    "OnToken",
+    "checkpoint_eos_ids",
+    "config_eos_ids",
+]

