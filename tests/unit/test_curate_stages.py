@@ -102,8 +102,13 @@ def test_diversity_sampling_is_seeded_uniform_over_domains_and_favours_long_trac
     assert 0.4 < firsts[True] / 400 < 0.6
     sel, why = diversity.diversity_sample(rows, 5, seed=0, length=trace_length, must_keep={7, 9})
     assert [r.row for r in sel[:2]] == [7, 9] and why[7] == "kept by keep-all source"
-    with pytest.raises(ValueError, match="raise --k"):
+    with pytest.raises(ValueError, match="raise `k` or narrow `keep_sources`") as e:
         diversity.diversity_sample(rows, 1, seed=0, length=trace_length, must_keep={1, 2})
+    from s1kit.curate.cli import FLAGS
+    from s1kit.errors import ConfigFieldError
+
+    assert isinstance(e.value, ConfigFieldError)  # the library names config fields, the CLI its flags:
+    assert "raise --k or narrow --keep-source" in e.value.for_flags(FLAGS)
     assert len(diversity.diversity_sample(rows[:3], 10, seed=0, length=trace_length)[0]) == 3
 
 

@@ -24,6 +24,10 @@ FLAGS: dict[str, str] = {
     "embedder": "--embed-model DIR",
     "solved_by": "--solved-by",
     "rule": "--difficulty-rule",
+    "k": "--k",
+    "keep_sources": "--keep-source",
+    "overrides": "--field",
+    "min_trace_tokens": "--min-trace-tokens",
 }
 
 
@@ -230,13 +234,21 @@ def attempts_runner(args: argparse.Namespace) -> AttemptsRunner | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from s1kit.errors import ConfigFieldError
+
+    try:
+        return _run(args)
+    except ConfigFieldError as exc:  # the library names config fields; say this command's flags
+        raise ValueError(exc.for_flags(FLAGS)) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     from s1kit.curate.dedup import NearDupConfig
     from s1kit.curate.difficulty import DifficultyConfig, parse_min_trace_tokens
     from s1kit.curate.embed import SentenceEmbedder, packaged_model_dir
     from s1kit.curate.loaders import load_pool
     from s1kit.curate.pipeline import CurateConfig, run_pipeline, write_outputs
     from s1kit.curate.quality import QualityConfig
-    from s1kit.errors import ConfigFieldError
 
     overrides = {}
     for spec in args.field:
@@ -281,10 +293,7 @@ def run(args: argparse.Namespace) -> int:
     for f, m in pool.field_maps.items():
         print(f"  {f}: {m.describe()}")
     runner = attempts_runner(args)
-    try:
-        result = run_pipeline(pool, cfg, embedder, runner)
-    except ConfigFieldError as exc:
-        raise ValueError(exc.for_flags(FLAGS)) from exc
+    result = run_pipeline(pool, cfg, embedder, runner)
     if embedder is not None:
         embedder.save_cache()
     paths = write_outputs(result, pool, args.out)

@@ -44,7 +44,8 @@ def _grading() -> Any:
     except ImportError as e:  # pragma: no cover - only when s1kit.eval is absent from the install
         raise ImportError(
             "the trace-correctness stage needs s1kit.eval (extract_answer, is_equivalent); install the "
-            "full s1kit package or skip the stage with --skip-stage correctness"
+            'full s1kit package or skip the stage ("correctness" in CurateConfig.skip; s1kit curate: '
+            "--skip-stage correctness)"
         ) from e
     return grading
 

@@ -49,7 +49,9 @@ def parse_min_trace_tokens(specs: list[str]) -> dict[str, int]:
     for spec in specs:
         src, sep, n = spec.partition("=")
         if not sep or not src or not n.strip().isdigit():
-            raise ValueError(f"--min-trace-tokens {spec!r}: use SOURCE=TOKENS, e.g. math=5600")
+            raise ConfigFieldError(
+                f"`min_trace_tokens` {spec!r}: use SOURCE=TOKENS, e.g. math=5600", "min_trace_tokens"
+            )
         out[src] = int(n)
     return out
 

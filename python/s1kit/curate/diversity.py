@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 
 from s1kit.curate.schema import Row
+from s1kit.errors import ConfigFieldError
 
 
 def rank_length(row: Row) -> float:
@@ -52,8 +53,10 @@ def diversity_sample(
     rng = random.Random(seed)
     forced = [r for r in rows if r.row in must_keep]
     if len(forced) > k:
-        raise ValueError(
-            f"{len(forced)} rows come from keep-all sources but k={k}: raise --k or narrow --keep-source"
+        raise ConfigFieldError(
+            f"{len(forced)} rows come from keep-all sources but k={k}: raise `k` or narrow `keep_sources`",
+            "k",
+            "keep_sources",
         )
     selected = list(forced)
     why = {r.row: "kept by keep-all source" for r in forced}

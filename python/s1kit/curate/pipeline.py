@@ -165,7 +165,7 @@ def _correctness(rows: list[Row], ctx: StageContext) -> StageOutcome:
 def _decontam(rows: list[Row], ctx: StageContext) -> StageOutcome:
     cfg = ctx.cfg
     if not cfg.eval_files:
-        return StageOutcome(note="no --eval files given")
+        return StageOutcome(note="no evaluation sets given (eval_files is empty)")
     evals = decontam.EvalSet.load(cfg.eval_files)
     res = decontam.decontaminate(rows, evals, n=cfg.ngram, min_shared=cfg.min_shared_ngrams)
     return StageOutcome(

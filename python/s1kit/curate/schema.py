@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from s1kit.errors import ConfigFieldError
+
 # Column -> input field names tried in order (first present wins). Users override with --field.
 ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "unique_id", "uid", "problem_id", "idx", "index"),
@@ -93,8 +95,9 @@ def infer_field_map(fields: list[str], overrides: Mapping[str, str] | None = Non
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(COLUMNS)
     if unknown:
-        raise ValueError(
-            f"--field names unknown column(s) {sorted(unknown)}; columns are {', '.join(COLUMNS)}"
+        raise ConfigFieldError(
+            f"`overrides` names unknown column(s) {sorted(unknown)}; columns are {', '.join(COLUMNS)}",
+            "overrides",
         )
     present = set(fields)
     candidates: dict[str, list[str]] = {}
