@@ -136,7 +136,7 @@ def test_run_that_does_not_fit_refuses_before_loading(
 ) -> None:
     assert run(_run_args(tiny, "refused", "--gpu-memory", "0.0001")) == 2
     err = capsys.readouterr().err
-    assert "s1kit train: this run does not fit: planned peak" in err
+    assert "s1kit train: error: this run does not fit: planned peak" in err
     assert "options (fastest first" in err and "recommendation: nothing fits" in err
     assert not (tiny["root"] / "refused").exists()  # refused before the trainer created anything
 

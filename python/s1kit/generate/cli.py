@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s1kit import _io
 from s1kit.backends.arguments import add_engine_arguments, engine_options
 from s1kit.budget.delimiters import (
     Delimiters,
@@ -148,19 +149,19 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(len(chunk))
     finally:
         backend.close()
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for (_, text), (res, cost) in zip(prompts, outputs, strict=True):
-            row = {
-                "prompt": text,
-                **dataclasses.asdict(res),
-                "engine": backend.name,
-                "forcing": args.forcing,
-                "prefill_tokens": cost.prefill_tokens,
-                "engine_calls": cost.engine_calls,
-            }
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        if args.output:
-            out.close()
+    lines = []
+    for (_, text), (res, cost) in zip(prompts, outputs, strict=True):
+        row = {
+            "prompt": text,
+            **dataclasses.asdict(res),
+            "engine": backend.name,
+            "forcing": args.forcing,
+            "prefill_tokens": cost.prefill_tokens,
+            "engine_calls": cost.engine_calls,
+        }
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    if args.output:  # written whole or not at all (a kill leaves the old file or none)
+        _io.write_text(args.output, "".join(lines))
+    else:
+        sys.stdout.writelines(lines)
     return 0

@@ -182,7 +182,7 @@ def _check_memory(cfg: Any, args: argparse.Namespace) -> Any:
             return apply_setting(cfg, rec.setting)
     if rank0:
         print(
-            f"s1kit train: this run does not fit: planned peak {req.peak / GIB:.1f} GiB per GPU > budget "
+            f"s1kit train: error: this run does not fit: planned peak {req.peak / GIB:.1f} GiB per GPU > budget "
             f"{budget / GIB:.1f} GiB; rerun with --auto-fit or one of the options that fit below"
             + (" (under torchrun)" if not req.setting.distributed else ""),
             file=sys.stderr,
