@@ -26,8 +26,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+import s1kit.curate.attempts as attempts
+import s1kit.curate.correctness as correctness
+import s1kit.curate.decontam as decontam
+import s1kit.curate.dedup as dedup
+import s1kit.curate.difficulty as difficulty
+import s1kit.curate.diversity as diversity
+import s1kit.curate.domains as domains
+import s1kit.curate.quality as quality
 from s1kit import _io
-from s1kit.curate import attempts, correctness, decontam, dedup, difficulty, diversity, domains, quality
 from s1kit.curate.attempts import AttemptsRunner
 from s1kit.curate.embed import SentenceEmbedder
 from s1kit.curate.loaders import Pool
