@@ -87,8 +87,15 @@ def _count_every_thread() -> None:
     subtracted, so the count drifts up by a timing-dependent amount."""
     import ctypes
 
-    lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libc10.so"))
-    ctypes.c_bool.in_dll(lib, "FLAGS_caffe2_report_cpu_memory_usage").value = True
+    path = Path(torch.__file__).parent / "lib" / "libc10.so"
+    try:
+        flag = ctypes.c_bool.in_dll(ctypes.CDLL(str(path)), "FLAGS_caffe2_report_cpu_memory_usage")
+    except (OSError, ValueError) as e:
+        raise RuntimeError(
+            f"cannot set c10's caffe2_report_cpu_memory_usage flag in {path} ({e}); without it two-rank "
+            "peaks are not reproducible: measure with a torch build that exports the flag"
+        ) from e
+    flag.value = True
 
 
 def _measured_train(cfg: Any, out_json: str) -> None:

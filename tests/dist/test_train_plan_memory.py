@@ -9,8 +9,9 @@ collective's tensors, no longer leave bytes that were never subtracted (before t
 moved from run to run, -15% to +16% against the plan). Errors over 3-6 repeated runs: one process -2.3%
 (fp32, none) and -2.0% (bf16, full); two ranks -1.7% (bf16, none), +7.0% (fp32, full), -0.2% (bf16,
 selective), -6.4% (tiny, fp32, none), +7.4% (fp32, full, --context-parallel 2), each identical on every
-run; and +0.2% or -1.0% (fp32, none, --context-parallel 2), where one rank's peak still moves by 1.1 MiB
-between runs (a key/value gather's tensors freed by gloo's worker before or after the next allocation).
+run; and +0.2% (8 of 11 runs), -1.0% (2) or -2.1% (1) for fp32, none, --context-parallel 2, where one
+rank's peak still moves by up to 2.1 MiB (tensors of the key/value gathers that gloo's worker frees
+before or after the main thread's next allocation).
 """
 
 from __future__ import annotations
