@@ -7,8 +7,9 @@ stops before the final checkpoint is written; the bytes already live at that mom
 parameters and buffers, counted from the tensors themselves) are added to the profile's running total.
 On CUDA the same window is measured with ``torch.cuda.max_memory_allocated`` (reset when the optimizer
 is built). On CPU this is its counterpart: tensor bytes, not process RSS
-(which also holds the interpreter, libraries, the tokenizer and allocator slack). Communication buffers
-that gloo allocates outside torch's allocator are not seen.
+(which also holds the interpreter, libraries, the tokenizer and allocator slack). The count follows
+every thread (gloo's workers included; see ``_count_every_thread``), so it is the same on every run.
+Communication buffers that gloo allocates outside torch's allocator are not seen.
 
 Each run is a real ``s1kit.train.trainer.train`` call (one process, or ranks forked over gloo), on rows
 long enough that every sample is truncated to exactly ``block_size`` tokens, so every forward is the
@@ -79,12 +80,31 @@ def _live_bytes(model: torch.nn.Module) -> int:
     return total
 
 
+def _count_every_thread() -> None:
+    """Make the CPU allocator's byte count follow every thread's allocations and frees (c10's
+    ``caffe2_report_cpu_memory_usage`` flag). Without it the count only follows threads the profiler
+    runs on; a tensor whose last reference a gloo worker thread drops (its finished work) is then never
+    subtracted, so the count drifts up by a timing-dependent amount."""
+    import ctypes
+
+    path = Path(torch.__file__).parent / "lib" / "libc10.so"
+    try:
+        flag = ctypes.c_bool.in_dll(ctypes.CDLL(str(path)), "FLAGS_caffe2_report_cpu_memory_usage")
+    except (OSError, ValueError) as e:
+        raise RuntimeError(
+            f"cannot set c10's caffe2_report_cpu_memory_usage flag in {path} ({e}); without it two-rank "
+            "peaks are not reproducible: measure with a torch build that exports the flag"
+        ) from e
+    flag.value = True
+
+
 def _measured_train(cfg: Any, out_json: str) -> None:
     """Run ``train(cfg)`` with the allocator profiled over the training steps; write the peak."""
     from torch.profiler import ProfilerActivity, profile
 
     import s1kit.train.trainer as trainer
 
+    _count_every_thread()
     state: dict[str, Any] = {}
     real_build_optimizer = trainer.build_optimizer
     real_save = trainer.save_checkpoint
@@ -115,8 +135,11 @@ def _measured_train(cfg: Any, out_json: str) -> None:
             prof.export_chrome_trace(trace)
             events = json.loads(Path(trace).read_text())["traceEvents"]
             os.remove(trace)
-            mem = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-            state["peak"] = state["baseline"] + max(mem, default=0)
+            mem = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
+            # the count includes what was live when the profile started: measure from there
+            start = mem[0]["args"]["Total Allocated"] - mem[0]["args"]["Bytes"] if mem else 0
+            peak = max((e["args"]["Total Allocated"] for e in mem), default=start)
+            state["peak"] = state["baseline"] + peak - start
         return real_save(*args, **kwargs)
 
     trainer.build_optimizer = build_optimizer

@@ -9,9 +9,10 @@ as the trainer has:
   (the master weights), fp32 gradient shards, AdamW's two fp32 states, all ``4+4+8 = 16`` bytes per
   parameter divided by the ranks; each decoder layer gathered in the compute dtype while it runs (the
   current and the prefetched one; the root group (embeddings, final norm, head) stays gathered for the
-  whole forward and backward, as FSDP2 does for the root); in backward the layer's unsharded gradient
-  plus the fp32 reduce-scatter buffer. ``--cpu-offload`` moves shards, gradients and the optimizer step
-  to host memory.
+  whole forward and backward, as FSDP2 does for the root); in backward the running layer's unsharded
+  gradients, the previous layer's fp32 reduce-scatter input and output (held by FSDP2 until the next
+  reduce-scatter) and the head's fp32 gradient from the chunked loss. ``--cpu-offload`` moves shards,
+  gradients and the optimizer step to host memory.
 - **one process** (no ``WORLD_SIZE``): an fp32 model on the device, fp32 gradients and AdamW state
   (16 bytes per parameter); with ``--dtype bf16`` autocast keeps a bf16 copy of every matmul weight for
   the forward and backward. ``--cpu-offload`` has no effect on this path.
@@ -273,16 +274,18 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
     # --- gathered parameters and communication buffers
     if setting.distributed:
         root_gathered = c * Pr  # the root stays gathered for forward and backward
-        layers_gathered = 2 * c * Pl  # the running layer and the prefetched one
-        ag_buffers = c * Pl + math.ceil(c * Pl / N)  # all-gather output + input of the next layer
-        # unsharded grad, fp32 reduce-scatter in/out; and the previous layer's reduce-scatter, still in
-        # flight while this layer's backward runs (FSDP2 waits for it at the next post-backward)
-        bwd_buffers = 2 * (c * Pl + 4 * Pl) + math.ceil(4 * Pl / N)
-        root_grad = c * Pr  # the head's unsharded gradient, reduced at the end of backward
+        # the running layer and the prefetched one (its all-gather output, the input being a slice of it)
+        layers_gathered = 2 * c * Pl
+        # the running layer's unsharded gradients, and the previous layer's fp32 reduce-scatter input and
+        # output, which FSDP2 holds until the next reduce-scatter
+        bwd_buffers = c * Pl + 4 * Pl + math.ceil(4 * Pl / N)
+        # the head's gradient: the loss's fp32 V x H weight gradient (the embedding's gradient only
+        # appears at the end of backward, when the layers' activations are gone)
+        root_grad = 4 * V * H
     else:
         # autocast's bf16 copies of every matmul weight live from their first use to their backward
         root_gathered = 2 * shape.matmul_params if c == 2 else 0
-        layers_gathered = ag_buffers = bwd_buffers = 0
+        layers_gathered = bwd_buffers = 0
         root_grad = 4 * Pr  # the fp32 gradient of embeddings / head exists from the loss backward on
 
     # --- activations
@@ -325,7 +328,7 @@ def estimate(shape: ModelShape, cfg: TrainConfig, hw: Hardware, setting: Setting
         "gathered layers": root_gathered + layers_gathered + root_grad,
         "activations": acts + loss_saved_h + recompute + bwd_temp,
         "logits / cross-entropy": 0,
-        "communication buffers": bwd_buffers + (ag_buffers if setting.distributed else 0),
+        "communication buffers": bwd_buffers,
     }
     opt_step = {
         "parameter shards": shard_params,
