@@ -259,6 +259,24 @@ def read_append_log(path: str | Path, take: Callable[[Any], None], fix: str) -> 
             f.truncate(good_end)
 
 
+def append_log(path: str | Path, records: list[Any], kill_point_name: str = "") -> None:
+    """Append ``records`` as JSON lines to the log at ``path`` (created with its folder) and fsync.
+    ``kill_point_name`` names the :func:`kill_point` hit once the first line is on disk (fault tests:
+    a batch half written, which :func:`read_append_log` then drops)."""
+    if not records:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for i, rec in enumerate(records):
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            if i == 0 and kill_point_name:
+                f.flush()
+                kill_point(kill_point_name)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Atomically replace ``path`` with ``text``."""
     with atomic_open(path, "w", encoding=encoding) as fh:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,15 +62,5 @@ class GenerationCache:
         :func:`s1kit._io.kill_point` hit once the first line is written (fault tests: a batch half on
         disk)."""
         records = list(records)
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            for i, rec in enumerate(records):
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                self.records[rec["key"]] = rec
-                if i == 0 and kill_point:
-                    f.flush()
-                    _io.kill_point(kill_point)
-            f.flush()
-            os.fsync(f.fileno())
+        _io.append_log(self.path, records, kill_point)
+        self.records.update((rec["key"], rec) for rec in records)

@@ -13,8 +13,6 @@ the prompt once). Readers therefore see every field of :class:`SampleRecord` on 
 
 from __future__ import annotations
 
-import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -166,18 +164,8 @@ class SampleStore:
 
     def append(self, records: Iterable[SampleRecord]) -> None:
         records = list(records)
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            for i, rec in enumerate(records):
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                self.records[record_key(rec)] = rec
-                if i == 0:  # fault tests kill here: a chunk half on disk
-                    f.flush()
-                    _io.kill_point("eval.samples")
-            f.flush()
-            os.fsync(f.fileno())
+        _io.append_log(self.path, records, "eval.samples")  # fault tests kill there: a chunk half on disk
+        self.records.update((record_key(rec), rec) for rec in records)
 
 
 def read_samples(out_dir: Path) -> list[SampleRecord]:

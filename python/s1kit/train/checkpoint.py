@@ -151,13 +151,13 @@ def save_checkpoint(
     _barrier()
     if _rank() == 0:
         _io.write_text(tmp / STATE_FILE, json.dumps(trainer_state, indent=1, sort_keys=True))
-        _fsync_dir(tmp)
+        _io.fsync_dir(tmp)
         if before_commit is not None:
             before_commit(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        _io.fsync_dir(root)
         done = sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name))
         for old in done[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -225,16 +225,3 @@ def _single_process_quiet() -> Iterator[None]:
             "ignore", message="torch.distributed is disabled, unavailable or uninitialized"
         )
         yield
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -60,6 +60,15 @@ class MaskBuffers:
         return force, redirect, ban
 
 
+def generator_on(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    """``generator`` when it lives on ``device``, else a new one there seeded with 0: the draws an
+    adapter makes for sampled end attempts (``apply_mask(generator=...)``)."""
+    if generator is None or generator.device != device:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0)
+    return generator
+
+
 def apply_mask(
     logits_BV: torch.Tensor,
     rows_N: npt.NDArray[np.int64],

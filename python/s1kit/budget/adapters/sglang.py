@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask
+from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask, generator_on
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch, Phase
 
@@ -235,9 +235,7 @@ class BudgetRegistry:
                 redirect[stop] = -1
             # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
             temp = np.fromiter((_temperature(self._req[int(s)]) for s in governed), np.float64, len(rows))
-            if self._generator is None or self._generator.device != logits_BV.device:
-                self._generator = torch.Generator(device=logits_BV.device)
-                self._generator.manual_seed(0)
+            self._generator = generator_on(self._generator, logits_BV.device)
             taken = apply_mask(
                 logits_BV, rows, force, redirect, ban,
                 sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask
+from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask, generator_on
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch, Phase
 from s1kit.budget.spec import BudgetSpec
@@ -232,9 +232,7 @@ class PersistentBatchBudget:
             return logits_BV
         # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
         temp = self._temperature[slots]
-        if self._generator is None or self._generator.device != logits_BV.device:
-            self._generator = torch.Generator(device=logits_BV.device)
-            self._generator.manual_seed(0)
+        self._generator = generator_on(self._generator, logits_BV.device)
         taken = apply_mask(
             logits_BV, slots, force, redirect, ban,
             sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,
