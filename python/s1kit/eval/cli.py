@@ -31,11 +31,12 @@ _FIXED = (
     "temperature",
     "sample_temperature",
     "max_answer_tokens",
+    "grace_tokens",
     "engine",
     "forcing",
 )
 # What a run.json from before a setting was stored had: the setting's value then.
-_BEFORE_STORED: dict[str, Any] = {"engine": "s1kit", "forcing": "inloop"}
+_BEFORE_STORED: dict[str, Any] = {"engine": "s1kit", "forcing": "inloop", "grace_tokens": 0}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -86,6 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-new-tokens", type=int, default=4096)
     p.add_argument("--max-answer-tokens", type=int, default=512)
+    p.add_argument(
+        "--grace-tokens",
+        type=int,
+        default=0,
+        help="budget forcing's caps: let a row finish its line, at most this many tokens past the cap, "
+        "before the answer is forced (default 0: force at the cap)",
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="for the deterministic methods")
     p.add_argument(
         "--sample-temperature", type=float, default=1.0, help="rejection sampling, majority voting"
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         sample_temperature=args.sample_temperature,
         max_answer_tokens=args.max_answer_tokens,
+        grace_tokens=args.grace_tokens,
     )
     problems: dict[str, Sequence[Problem]] = {}
     for t in args.tasks:

@@ -5,8 +5,9 @@ step budget, a length class, a number of votes). A setting says how to build eac
 :class:`s1kit.generate.Request` (prompt instruction, budget spec, sampling) and how many generations a
 problem gets; :func:`select_outcome` turns a problem's generations into its outcome at that point.
 
-- ``budget_forcing``: a thinking cap per budget (at the cap the answer prefix "Final Answer:" is forced),
-  plus, per ``--extensions`` value N > 0, N forced "Wait"s when the model tries to end its thinking.
+- ``budget_forcing``: a thinking cap per budget (at the cap the answer prefix "Final Answer:" is forced;
+  with ``--grace-tokens G`` the row may first finish its line, at most G tokens past the cap), plus,
+  per ``--extensions`` value N > 0, N forced "Wait"s when the model tries to end its thinking.
 - ``truncation``: a hard cut after ``budget`` new tokens; nothing is forced, the answer is whatever the
   cut text holds.
 - ``token_conditional``: "Think for up to B tokens." in the prompt, nothing enforced.
@@ -67,6 +68,7 @@ class SweepConfig:
     temperature: float = 0.0  # deterministic methods
     sample_temperature: float = 1.0  # rejection sampling and majority voting need diversity
     max_answer_tokens: int | None = 512
+    grace_tokens: int = 0  # budget forcing's caps: up to this many tokens more to finish the line
 
     def __post_init__(self) -> None:
         for name in ("budgets", "steps", "votes"):
@@ -75,6 +77,8 @@ class SweepConfig:
                 raise ValueError(f"{name}={list(values)}: every value must be >= 1")
         if any(int(v) < 0 for v in self.extensions):
             raise ValueError(f"extensions={list(self.extensions)}: every value must be >= 0")
+        if self.grace_tokens < 0:
+            raise ValueError(f"grace_tokens={self.grace_tokens} must be >= 0")
         if self.max_tries < 1:
             raise ValueError(f"max_tries={self.max_tries} must be >= 1")
         if self.max_new_tokens < 1:

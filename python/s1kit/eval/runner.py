@@ -131,6 +131,7 @@ class EvalRunner:
         vocab: int | None = getattr(engine, "vocab_size", None)
         self.base_spec = self.delimiters.spec(self.tokenizer, vocab_size=vocab)
         self._prompt_cache: dict[tuple[str, str, str], tuple[str, list[int]]] = {}
+        self._newline_ids: tuple[int, ...] | None = None
 
     def _prompt(self, problem: Problem, instruction: str) -> tuple[str, list[int]]:
         key = (problem.task, problem.id, instruction)
@@ -161,6 +162,13 @@ class EvalRunner:
                     jobs.append(_Job(s, p, i, text, ids))
         return jobs
 
+    def _newlines(self) -> tuple[int, ...]:
+        from s1kit.budget.spelling import newline_token_ids
+
+        if self._newline_ids is None:
+            self._newline_ids = newline_token_ids(self.tokenizer)
+        return self._newline_ids
+
     def _request(self, job: _Job) -> Request:
         from s1kit.generate.types import Request, SamplingParams
 
@@ -170,6 +178,8 @@ class EvalRunner:
             num_extensions=s.num_extensions,
             max_answer_tokens=self.sweep_cfg.max_answer_tokens,
         )
+        if s.method == "budget_forcing" and s.max_thinking_tokens is not None and self.sweep_cfg.grace_tokens:
+            spec = spec.replace(grace_tokens=self.sweep_cfg.grace_tokens, newline_tokens=self._newlines())
         if s.max_thinking_tokens is None and s.num_extensions == 0:
             # Only counting: without an answer prefix the spec never forces anything, not even when
             # the model ends its thinking with EOS.
