@@ -3,7 +3,7 @@
 Generates a synthetic reasoning pool in four task families and a held-out test set, curates it with
 ``s1kit curate``, trains a tiny Qwen2-architecture model from scratch with ``s1kit train`` (FSDP over
 gloo, two processes), evaluates it with ``s1kit eval`` (budget forcing at several thinking budgets and
-with "Wait" extensions, truncation as the baseline) and writes one report. A rerun reuses finished stages.
+with "Wait" extensions; truncation and token-conditional prompting as the baselines) and writes one report. A rerun reuses finished stages.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class DemoSize:
 
 
 FULL = DemoSize(
-    pool=1800,
+    pool=1300,
     test=120,
     k=1200,
     max_difficulty=4,
@@ -60,12 +60,15 @@ FULL = DemoSize(
     budgets=(8, 16, 24, 32, 48, 64),
     extensions=(0, 1, 2),
 )
+# Budget forcing's caps let a row finish its line (one step of a trace, or `Wait, ` and one step)
+# before forcing the answer, so the answer follows a whole step.
+GRACE_TOKENS = 12
 # The test suite's setting: the same model and recipe, a smaller pool and test set, fewer epochs and
 # sweep points.
 SIZES: dict[str, DemoSize] = {
     "full": FULL,
     "small": dataclasses.replace(
-        FULL, pool=1200, test=64, k=800, epochs=12, budgets=(8, 64), extensions=(0, 1)
+        FULL, pool=870, test=64, k=800, epochs=20, budgets=(8, 64), extensions=(0, 1)
     ),
 }
 
@@ -83,7 +86,13 @@ class Demo:
         return SIZES[self.size_name]
 
     def settings(self) -> dict[str, Any]:
-        return {"size": self.size_name, "seed": self.seed, "nproc": self.nproc, **asdict(self.size)}
+        return {
+            "size": self.size_name,
+            "seed": self.seed,
+            "nproc": self.nproc,
+            **asdict(self.size),
+            "grace_tokens": GRACE_TOKENS,
+        }
 
     # ------------------------------------------------------------------ stage bookkeeping
 
@@ -144,7 +153,11 @@ class Demo:
                 "id": f"pool-{i}",
                 "question": p.question,
                 "trace": p.trace,
-                "answer": p.answer,
+                # What the teacher answered (its trace's last "So <x>."), as s1K's "attempt": wrong
+                # exactly when its slip went uncorrected. The right answer is kept apart.
+                "answer": p.attempt,
+                "reference": p.answer,
+                "kind": p.kind,
                 "domain": p.domain,
                 "source": p.domain,
                 "trace_tokens": len(p.trace),  # one token per character
@@ -163,21 +176,15 @@ class Demo:
 
     # ------------------------------------------------------------------ 2. curate
 
-    def min_trace_tokens(self) -> dict[str, int]:
-        """Per family, the longest difficulty-1 trace without a recheck: curation keeps only longer
-        traces (s1's difficulty rule: long traces, here by token count)."""
-        out: dict[str, int] = {}
-        for r in _read_jsonl(self.out / "data" / "pool.jsonl"):
-            if r["difficulty"] == 1 and "Wait" not in r["trace"]:
-                out[r["domain"]] = max(out.get(r["domain"], 0), r["trace_tokens"])
-        return out
-
     def stage_curate(self) -> None:
         d = self.out / "data"
         args = ["curate", str(d / "pool.jsonl"), "--out", str(self.out / "curate")]
         args += ["--eval", str(d / "test.jsonl"), "--k", str(self.size.k), "--seed", str(self.seed)]
-        args += ["--domains", "column", "--min-trace-tokens"]
-        args += [f"{dom}={n}" for dom, n in sorted(self.min_trace_tokens().items())]
+        # No length rule (--min-trace-tokens): a trace with a recheck is longer than one without, so
+        # keeping long traces keeps the easy problems only where they were rechecked, and a model
+        # trained on that rechecks easy problems on its own. For the same reason the pool is barely
+        # larger than k: the diversity stage prefers long traces among what it may drop.
+        args += ["--domains", "column"]
         if not self.progress:
             args.append("--quiet")
         self._s1kit(*args)
@@ -318,7 +325,7 @@ class Demo:
                 "--task-grading",
                 "exact",
                 "--methods",
-                "budget_forcing,truncation",
+                "budget_forcing,truncation,token_conditional",
                 "--budgets",
                 ",".join(map(str, s.budgets)),
                 "--extensions",
@@ -327,6 +334,8 @@ class Demo:
                 str(max_new),
                 "--max-answer-tokens",
                 "48",
+                "--grace-tokens",
+                str(GRACE_TOKENS),
                 "--max-len",
                 str(max_new + 128),
                 "--max-batch",

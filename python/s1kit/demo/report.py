@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from s1kit import _io
-from s1kit.demo.scaling import Point, cell, pct, plot, read_points
+from s1kit.demo.scaling import Point, cell, drops_beyond_noise, pct, plot, read_points
 
 PACKAGES = ("s1kit", "torch", "transformers", "tokenizers", "numpy")
 """The packages a seeded run's results depend on (named with their versions in the report)."""
@@ -143,21 +143,9 @@ def _capped(eval_dir: Path, label: str) -> str:
     return f"{sum(bool(r['capped']) for r in recs)} of {len(recs)} generations"
 
 
-WAIT_WHY = (
-    "Why forced Waits do not raise accuracy in this demo yet: a trace's `Wait, ...` recheck repeats "
-    "only its last step from the running result before it, so a forced recheck can mend only a slip "
-    "in that last step; where the first pass is right there is nothing to mend, and where the model "
-    "learned a family least (the per-family table below) the recheck breaks right answers. A trial "
-    "that trained self-correcting traces instead (a slip, then a `Wait` that recomputes from the state before it) "
-    "did not fix this at this model size: its recheck was a worse computation than its first pass "
-    "(one forced Wait mended 5-9 and broke 28-30 of 120 problems per sampling seed), its accuracy at "
-    "the largest cap was only 68% and its evaluation cost tripled, so it was not adopted."
-)
-
-
 def _wait_effect(out: Path, points: list[Point]) -> tuple[list[str], list[str]]:
-    """Forced-Wait points against the largest cap, with intervals and the problems each mended or
-    broke; returns (report lines, README snippet lines)."""
+    """Forced-Wait points against the largest cap, with intervals, the problems each mended or broke
+    and the verdict; returns (report lines, README snippet lines)."""
     bf = [p for p in points if p.method == "budget_forcing"]
     caps = sorted((p for p in bf if p.cap), key=lambda p: p.cap or 0)
     waits = [p for p in bf if p.label.startswith("wait=")]
@@ -172,9 +160,16 @@ def _wait_effect(out: Path, points: list[Point]) -> tuple[list[str], list[str]]:
         "",
     ]
     readme = []
+    apart = []
     for w in waits:
         lo, hi = w.interval()
-        sep = "intervals apart" if lo > b_hi or b_lo > hi else "intervals overlap"
+        if lo > b_hi:
+            sep, verdict = "higher, intervals apart", "higher"
+            apart.append(w)
+        elif b_lo > hi:
+            sep, verdict = "lower, intervals apart", "lower"
+        else:
+            sep = verdict = "intervals overlap"
         mended, broken = _mended_broken(out / "eval", base.label, w.label)
         lines.append(
             f"- `{w.label}`: {cell(w)}, {w.mean_thinking:.0f} thinking tokens ({sep}); against "
@@ -182,10 +177,69 @@ def _wait_effect(out: Path, points: list[Point]) -> tuple[list[str], list[str]]:
         )
         readme.append(
             f"- {w.label[5:]} forced Wait(s): {cell(w)}, {w.mean_thinking:.0f} thinking tokens "
-            f"(largest cap {base.cap}: {pct(base.accuracy)}; mended {mended}, broke {broken})"
+            f"(largest cap {base.cap}: {cell(base)}; {verdict}; mended {mended}, broke {broken})"
         )
-    lines += ["", WAIT_WHY]
+    lines.append("")
+    if len(apart) == len(waits):
+        lines.append(
+            "Every forced-Wait point is above the largest cap with the 95% intervals apart: the forced "
+            "`Wait` starts the recheck the model learned from the corrected traces, which redoes the "
+            "steps without the first pass's blind spot (per family below)."
+        )
+    else:
+        lines.append(
+            "Not every forced-Wait point is above the largest cap with the 95% intervals apart "
+            f"({len(apart)} of {len(waits)} are): on this run the recheck did not mend enough to tell "
+            "an effect from noise; the per-family table below shows where it did and did not."
+        )
     return lines, readme
+
+
+def _monotone(points: list[Point]) -> str:
+    """One line: does budget forcing's accuracy rise with its thinking tokens within noise?"""
+    bf = [p for p in points if p.method == "budget_forcing"]
+    drops = drops_beyond_noise(bf)
+    head = "Budget forcing's accuracy against its mean thinking tokens (caps and forced Waits together) "
+    if not drops:
+        return head + (
+            "rises monotonically within noise: no point lies below a point with fewer thinking tokens "
+            "with their 95% intervals apart."
+        )
+    pairs = ", ".join(
+        f"`{b.label}` ({pct(b.accuracy)}) below `{a.label}` ({pct(a.accuracy)})" for a, b in drops
+    )
+    return head + f"is not monotone within noise: {pairs}, with their 95% intervals apart."
+
+
+def _kinds(out: Path) -> list[str]:
+    """The trace kinds (:data:`s1kit.demo.tasks.TRACE_KINDS`) per family in the pool and in the
+    curated selection, with each family's blind spot."""
+    from s1kit.demo.tasks import SLIPS, TRACE_KINDS
+
+    pool = [
+        json.loads(x) for x in (out / "data" / "pool.jsonl").read_text(encoding="utf-8").splitlines() if x
+    ]
+    kind = {r["id"]: (r["domain"], r["kind"]) for r in pool}
+    chosen = [
+        kind[json.loads(x)["id"]]
+        for x in (out / "curate" / "selected.jsonl").read_text(encoding="utf-8").splitlines()
+        if x
+    ]
+    lines = [
+        "| family | first pass's blind spot | "
+        + " | ".join(f"{k} (pool / selected)" for k in TRACE_KINDS)
+        + " |",
+        "|---|---|" + "---:|" * len(TRACE_KINDS),
+    ]
+    rows = [*sorted(SLIPS), "all"]
+    for fam in rows:
+        cells = []
+        for k in TRACE_KINDS:
+            n_pool = sum(1 for d, kk in kind.values() if kk == k and fam in (d, "all"))
+            n_sel = sum(1 for d, kk in chosen if kk == k and fam in (d, "all"))
+            cells.append(f"{n_pool} / {n_sel}")
+        lines.append(f"| {fam} | {SLIPS.get(fam, '')} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str, Any]) -> Path:
@@ -212,6 +266,7 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
     plot(scaled, out / "scaling.png")
     versions = {p: _version(p) for p in PACKAGES}
     wait_lines, wait_readme = _wait_effect(out, scaled)
+    monotone = _monotone(scaled)
     summary = json.loads((out / "curate" / "summary.json").read_text(encoding="utf-8"))
     losses = plot_loss(out / "train" / "log.jsonl", out / "loss.png")
     start = next(
@@ -230,7 +285,7 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         "# s1kit demo: the s1 recipe in miniature",
         "",
         "Synthetic reasoning pool -> `s1kit curate` -> `s1kit train` (from scratch, FSDP over gloo) -> "
-        "`s1kit eval` (budget forcing, truncation baseline). Settings: "
+        "`s1kit eval` (budget forcing; truncation and token-conditional prompting as baselines). Settings: "
         + ", ".join(f"{k}={v}" for k, v in settings.items())
         + ".",
         "",
@@ -254,9 +309,11 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         "## 1-2. Pool and curation",
         "",
         f"{summary['input_rows']} pool rows in four task families (the domains), {summary['selected']} "
-        "selected. Decontamination is against the held-out test set; difficulty keeps traces longer than "
-        "the longest easiest-level trace (without a recheck) of their family; diversity samples across "
-        "domains, longer traces first.",
+        "selected. Decontamination is against the held-out test set; diversity samples across domains, "
+        "longer traces first. The demo sets no length rule for difficulty and draws a pool barely larger "
+        "than the selection: a trace with a recheck is longer than one without, so selecting by length "
+        "would keep the easiest problems only where they were rechecked, and the model would learn to "
+        "recheck easy problems on its own instead of stopping after its first pass.",
         "",
         "| stage | in | out | dropped | reasons / note |",
         "|---|---:|---:|---:|---|",
@@ -265,6 +322,17 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         reasons = "; ".join(f"{k} ({v})" for k, v in s["reasons"].items())
         note = "; ".join(x for x in (reasons, s.get("note", "")) if x)
         lines.append(f"| {s['stage']} | {s['in']} | {s['out']} | {s['in'] - s['out']} | {note} |")
+    lines += [
+        "",
+        "Trace kinds (`s1kit.demo.tasks`): the teacher's first pass has one blind spot per family; where "
+        "it changes a running result (a slip) the pass ends with a wrong answer. *clean*: no slip, no "
+        "recheck; *confirm*: no slip, then `Wait,` and a recheck that finds the same answer; *corrected*: "
+        "a slip, then `Wait,` and a recheck that redoes the steps without the blind spot and ends with the "
+        "right answer; *uncorrected*: a slip and no recheck (the teacher's answer is wrong). Counts in the "
+        "pool and in the curated selection:",
+        "",
+        *_kinds(out),
+    ]
     n_params_note = (
         f"Qwen2 architecture, {model_cfg['num_hidden_layers']} layers, hidden {model_cfg['hidden_size']}, "
         f"vocabulary {model_cfg['vocab_size']} (one token per character)"
@@ -282,8 +350,13 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         "## 4. Evaluation: accuracy against thinking tokens",
         "",
         "Budget forcing caps the thinking at `cap=N` tokens and forces `Final Answer:`; `wait=K` suppresses "
-        "the end of thinking K times by appending `Wait`. Truncation (`cut=N`) stops generation after N "
-        "tokens with no forced answer, the baseline. Greedy decoding with one seed; answers graded by "
+        "the end of thinking K times by appending `Wait`. The baselines: truncation (`cut=N`) stops "
+        "generation after N tokens with no forced answer; token-conditional prompting (`tokens=N`) "
+        "appends `Think for up to N tokens.` to the question and enforces nothing (the model never saw "
+        "that instruction in training, as s1's did not). A cap lets the row finish its line first (at "
+        f"most {settings.get('grace_tokens', 0)} tokens more, `s1kit eval --grace-tokens`), so the answer "
+        "follows a whole step; Control counts a generation within its cap, so it is low where the cap "
+        "binds. Greedy decoding with one seed; answers graded by "
         "exact match. Accuracy: problems solved with the 95% Wilson interval over the test problems "
         "(binomial: the uncertainty of a test set this size; a seeded rerun reproduces every count).",
         "",
@@ -300,10 +373,13 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         "![accuracy against average thinking tokens](scaling.png)",
         "",
         "Accuracy against average thinking tokens (log scale) in s1's layout: budget forcing's caps, its "
-        "forced-Wait points (stars, joined to the largest cap) and truncation as separate series; error "
+        "forced-Wait points (stars, joined to the largest cap), truncation and token-conditional "
+        "prompting as separate series; error "
         "bars are the Wilson intervals.",
         "",
         *wait_lines,
+        "",
+        monotone,
         "",
         "| method | Control | Scaling (points per 1,000 tokens) | Performance |",
         "|---|---:|---:|---:|",
@@ -326,8 +402,11 @@ def write_demo_report(out: Path, settings: dict[str, Any], determinism: dict[str
         "",
         "- budget forcing by thinking cap: " + "; ".join(f"{p.cap} tokens {cell(p)}" for p in caps),
         *wait_readme,
+        "- " + monotone,
         "- truncation (baseline): "
         + "; ".join(f"{p.label[4:]} tokens {cell(p)}" for p in scaled if p.method == "truncation"),
+        "- token-conditional prompting (baseline): "
+        + "; ".join(f"{p.label[7:]} tokens {cell(p)}" for p in scaled if p.method == "token_conditional"),
         "- Scaling of budget forcing: "
         + ", ".join(f"{float(v):.1f}" if v not in ("", "None") else "-" for v in bf_scaling)
         + " points per 1,000 thinking tokens",

@@ -7,8 +7,8 @@ problems (binomial; it says nothing about another training run, which a seeded r
 
 The figure follows s1's Figure 1: accuracy against average thinking tokens on a log axis; budget
 forcing's caps as one series, its forced-"Wait" points (``wait=K``: no cap, the model's first K attempts
-to end its thinking replaced by "Wait") marked apart and joined to the largest cap, truncation as the
-baseline series. Error bars are the Wilson intervals.
+to end its thinking replaced by "Wait") marked apart and joined to the largest cap; truncation and
+token-conditional prompting as the baseline series. Error bars are the Wilson intervals.
 """
 
 from __future__ import annotations
@@ -35,6 +35,21 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
+T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281)
+"""The two-sided 95% quantiles of Student's t with 1..10 degrees of freedom."""
+
+
+def t_interval(xs: list[float]) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``xs`` with its 95% Student-t interval (2 to 11 values)."""
+    n = len(xs)
+    if not 2 <= n <= len(T975) + 1:
+        raise ValueError(f"t_interval: need 2 to {len(T975) + 1} values, got {n}")
+    mean = sum(xs) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = T975[n - 2] * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 @dataclass(frozen=True)
 class Point:
     """One method x sweep point of the evaluation."""
@@ -59,6 +74,18 @@ class Point:
     @property
     def cap(self) -> int | None:
         return int(self.label[4:]) if self.label.startswith("cap=") else None
+
+
+def drops_beyond_noise(points: list[Point]) -> list[tuple[Point, Point]]:
+    """Pairs ``(a, b)`` of ``points`` where ``b`` thought more on average than ``a`` yet its 95% Wilson
+    interval lies wholly below ``a``'s: the drops that noise over the test problems does not explain.
+    None means the series rises with thinking "monotonically within noise"."""
+    out = []
+    for a in points:
+        for b in points:
+            if b.mean_thinking > a.mean_thinking and b.interval()[1] < a.interval()[0]:
+                out.append((a, b))
+    return out
 
 
 def read_points(eval_dir: Path) -> list[Point]:
@@ -112,6 +139,9 @@ def plot(points: list[Point], out_png: Path) -> None:
     cuts = [p for p in points if p.method == "truncation"]
     if cuts:
         draw(cuts, marker="s", ls=":", color="tab:gray", label="truncation (baseline)")
+    prompted = [p for p in points if p.method == "token_conditional"]
+    if prompted:
+        draw(prompted, marker="^", ls="-.", color="tab:green", label="token-conditional prompting (baseline)")
     if caps:
         draw(caps, marker="o", color="tab:blue", label="budget forcing: thinking cap")
     if caps and waits:

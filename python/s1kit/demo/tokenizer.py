@@ -19,8 +19,9 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-# Words the budget forcing and the chat template write, whatever the tasks hold.
-TEMPLATE_WORDS = "system user assistant think answer Final Answer: Wait, \n"
+# Words the budget forcing, the chat template and the evaluation's prompting baseline
+# (token-conditional: "Think for up to N tokens.") write, whatever the tasks hold.
+TEMPLATE_WORDS = "system user assistant think answer Final Answer: Wait, Think for up to 0123456789 tokens.\n"
 
 
 def build_char_tokenizer(texts: Iterable[str]) -> Any:
