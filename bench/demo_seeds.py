@@ -5,7 +5,8 @@ that finished earlier is reused through the demo's stage markers). A seed sets e
 the held-out test set, the curated selection, the initial weights and the data order, so the spread
 over seeds is that of the whole recipe, not of sampling. Then, from each run's ``results.json``, per
 sweep point of every method: each seed's accuracy with its 95% Wilson interval over the test
-problems, the mean over seeds with its 95% Student-t interval, and the mean thinking tokens.
+problems, the mean over seeds with its 95% Student-t interval (clipped to [0, 1]), and the mean
+thinking tokens.
 
 The baseline is budget forcing's largest cap (no forced Wait; the report says whether it stopped any
 thinking). Printed checks, per seed and on the means:
@@ -72,11 +73,13 @@ def main() -> int:
     lines = [
         f"# The demo at seeds {', '.join(map(str, seeds))} (`s1kit demo --size {args.size}`)",
         "",
+        "Command: `python " + " ".join(sys.argv) + "`",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         "demo wall time per seed (stages run or reused): "
         + ", ".join(f"seed {s} {w:.0f}s" for s, w in walls.items())
         + ". Each cell: problems solved k/n = accuracy [95% Wilson interval over the test problems]; "
-        "mean: over seeds, [95% Student-t interval over seeds].",
+        "mean: over seeds, [95% Student-t interval over seeds, clipped to [0%, 100%]].",
         "",
         "| method | point | "
         + " | ".join(f"seed {s}" for s in seeds)
@@ -88,6 +91,7 @@ def main() -> int:
         accs = [by[s][k].accuracy for s in seeds]
         means[k] = t_interval(accs)
         m, lo, hi = means[k]
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # an accuracy lies in [0, 1]: the t-interval is clipped there
         think = sum(by[s][k].mean_thinking for s in seeds) / len(seeds)
         cells = " | ".join(cell(by[s][k]) for s in seeds)
         lines.append(f"| {k[0]} | {k[1]} | {cells} | {pct(m)} [{pct(lo)}, {pct(hi)}] | {think:.1f} |")

@@ -154,12 +154,12 @@ def plot(points: list[Point], out_png: Path) -> None:
         )
     if waits:
         draw(waits, marker="*", ms=11, ls="none", color="tab:red", label='budget forcing: forced "Wait"s')
-        for p in waits:
+        for i, p in enumerate(waits):
             ax.annotate(
                 f"+{p.label[5:]} Wait",
                 (max(p.mean_thinking, 1.0), 100 * p.accuracy),
                 textcoords="offset points",
-                xytext=(4, -12),
+                xytext=(4, -14 if i % 2 == 0 else 8),  # alternate below / above: close points stay legible
                 fontsize=8,
                 color="tab:red",
             )
