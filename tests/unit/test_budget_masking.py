@@ -166,3 +166,6 @@ def test_redirect_flags_follow_rows_until_their_token_is_fed() -> None:
     flags.move(5, 7)
     assert flags.take([7, 2, 5]).tolist() == [1, 0, 0]
     assert flags.take([7]).tolist() == [0], "a flag is used once"
+    flags.record(np.asarray([40]), torch.tensor([True]))  # slots beyond the array grow it
+    assert flags.take(np.asarray([100, 40])).tolist() == [0, 1]
+    assert flags.take(np.asarray([40])).tolist() == [0]

@@ -152,12 +152,12 @@ def apply_mask(
     neg = float("-inf")
     n = len(rows_N)
     forced = force_N >= 0
-    if forced.any():
+    if np.count_nonzero(forced):  # (count_nonzero: a C call; ndarray.any goes through Python)
         force_tokens(logits_BV, rows_N[forced], force_N[forced], forced_logit=forced_logit)
     redirected = redirect_N >= 0
-    if not redirected.any():
+    if not np.count_nonzero(redirected):
         return torch.zeros(n, dtype=torch.bool, device=dev)
-    every = bool(redirected.all())
+    every = np.count_nonzero(redirected) == n
     idx = np.arange(n) if every else np.nonzero(redirected)[0]
     ban = ban_NK if every else ban_NK[idx]
     keep = ban >= 0
@@ -178,7 +178,7 @@ def apply_mask(
         and dev.type == "cpu"
         and logits_BV.dtype in _HOST_DTYPES
         and not logits_BV.requires_grad
-        and (sample_N is None or not sample_N[idx].any())
+        and (sample_N is None or not np.count_nonzero(sample_N[idx]))
     ):
         flag_R = _edit_greedy_on_host(logits_BV.numpy().reshape(-1), cells_np, lower_np, banned_np)
         if every:
@@ -201,7 +201,7 @@ def apply_mask(
     # best of them. Padding cells hold the redirect token itself: equal value, equal id, never count.
     flag = ((x_b > x_t) | ((x_b == x_t) & lower)).any(1)
     value = cells.amax(1)
-    if sample_N is not None and sample_N[idx].any():
+    if sample_N is not None and np.count_nonzero(sample_N[idx]):
         temp = np.ones(len(idx)) if temperature_N is None else np.asarray(temperature_N, np.float64)[idx]
         tau = torch.from_numpy(np.maximum(temp, 1e-6)).to(dev, torch.float32)
         z_t, z_b = x_t[:, 0] / tau, x_b.masked_fill(~banned[:, 1:], neg) / tau[:, None]
@@ -251,8 +251,11 @@ class RedirectFlags:
 
     def _resolve(self) -> None:
         for slots, taken in self._pending:
-            self._fit(int(slots.max()))
-            self._flags[slots] = taken.cpu().numpy()
+            try:
+                self._flags[slots] = taken.cpu().numpy()
+            except IndexError:  # a slot beyond the array: grow it (rare), then write
+                self._fit(int(slots.max()))
+                self._flags[slots] = taken.cpu().numpy()
             self._set = True
         self._pending.clear()
 
@@ -262,12 +265,13 @@ class RedirectFlags:
         if not self._pending and not self._set:  # no flag is set anywhere
             return np.zeros(len(s), np.uint8)
         self._resolve()
-        out = np.zeros(len(s), np.uint8)
-        if len(s):
+        try:
+            out = self._flags[s]  # a copy (fancy indexing)
+        except IndexError:  # a slot beyond the array: grow it (rare)
             self._fit(int(s.max()))
-            out[:] = self._flags[s]
-            self._flags[s] = 0
-        self._set = bool(self._flags.any())
+            out = self._flags[s]
+        self._flags[s] = 0
+        self._set = bool(np.count_nonzero(self._flags))
         return out
 
     def move(self, src: int, dst: int) -> None:

@@ -87,6 +87,7 @@ __all__ = ["KEY", "REDIRECT_INFO", "BudgetForcingLogitProcessor", "BudgetRegistr
 
 # The request's ``customized_info`` key holding the per-token redirect flags (see the module doc).
 REDIRECT_INFO = "s1kit_redirect"
+_DONE = int(Phase.DONE)
 _NO_INFO = object()
 
 
@@ -272,7 +273,7 @@ class BudgetRegistry:
         outs = [r.output_ids for r in reqs]
         lens = np.fromiter(map(len, outs), np.int64, len(outs))
         fed = self._fed[live]
-        if ((lens - fed) == 1).all():  # the usual step: one new token per row
+        if np.count_nonzero(lens - fed != 1) == 0:  # the usual step: one new token per row
             toks = np.fromiter((o[-1] for o in outs), np.int64, len(outs))
             self._advance(live, fed, toks)
             return
@@ -280,7 +281,7 @@ class BudgetRegistry:
             self._restart(int(live[k]))
             fed[k] = 0
         more = lens > fed
-        while more.any():
+        while np.count_nonzero(more):
             sel = np.nonzero(more)[0]
             rows, pos = live[sel], fed[sel]
             toks = np.fromiter(
@@ -293,7 +294,7 @@ class BudgetRegistry:
     def _advance(self, rows: np.ndarray, pos: np.ndarray, toks: np.ndarray) -> None:
         """Feed token ``toks[i]`` as output position ``pos[i]`` of slot ``rows[i]``."""
         flags = self._taken.take(rows)
-        taken = flags.any()
+        taken = np.count_nonzero(flags) > 0
         self._batch.advance(toks, rows, flags if taken else None)
         if taken:
             for s, p in zip(rows[flags != 0].tolist(), pos[flags != 0].tolist(), strict=True):
@@ -309,14 +310,14 @@ class BudgetRegistry:
                 return logits_BV
             force, redirect, ban = self._buffers.run(self._batch, governed)
             phase = self._batch.accounting().phase[governed]
-            stop = (phase == Phase.DONE) | (phase == Phase.ERROR)
-            if stop.any():  # finished budgets and error rows end with EOS
+            stop = phase >= _DONE  # DONE or ERROR (governed rows are never EMPTY)
+            if np.count_nonzero(stop):  # finished budgets and error rows end with EOS
                 force[stop] = self._eos[governed[stop]]
                 redirect[stop] = -1
             self._redirected = redirect >= 0
-            if not self._redirected.any():  # no end attempt to redirect: no flag (take() reads 0)
+            if not np.count_nonzero(self._redirected):  # no end attempt to redirect: no flag (take() reads 0)
                 forced = force >= 0
-                if forced.any():
+                if np.count_nonzero(forced):
                     force_tokens(logits_BV, rows[forced], force[forced], forced_logit=FORCED_LOGIT)
                 self._report(governed, None)
                 return logits_BV
