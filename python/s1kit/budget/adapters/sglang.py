@@ -190,6 +190,11 @@ class BudgetRegistry:
         self._fed[slot], self._eos[slot] = 0, -1
         self._taken.drop(slot)
 
+    def same_rows(self, params_B: Sequence[dict[str, Any] | None]) -> bool:
+        """Whether ``params_B`` are the previous call's params dicts, in the same order."""
+        last = self._last
+        return last is not None and last[0] == list(map(id, params_B))
+
     def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
         """Slot per row (-1: the row does not use budget forcing); admits new requests."""
         return self._rows_for(params_B).slots
@@ -385,12 +390,14 @@ class BudgetForcingLogitProcessor(_SglangProcessor):
                 f"got {logits.shape[0]} logits rows but {len(custom_param_list)} custom params: "
                 "SGLang passes one params dict per logits row"
             )
-        if _watermark_on():
+        # The engine's settings cannot change while a batch runs: checked whenever the rows change.
+        same = self.registry.same_rows(custom_param_list)
+        if not same and _watermark_on():
             raise RuntimeError(
                 "s1kit budget forcing does not run with SGLang's --enable-watermark: the watermarking "
                 "sampler would resample forced tokens; start the server without it"
             )
-        if _overlap_lags():
+        if not same and _overlap_lags():
             raise RuntimeError(
                 "s1kit budget forcing needs each request's previous token before it masks the next, and "
                 "SGLang's overlap scheduler samples before it processes the previous step (output_ids one "
