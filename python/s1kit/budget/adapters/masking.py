@@ -31,10 +31,15 @@ by default every other token of the row gets ``-inf`` and the forced one 0 (exac
 does afterwards, at the cost of a pass over the row's vocabulary); with ``forced_logit`` (the
 serving adapters pass :data:`FORCED_LOGIT`, ``1e9``) only the forced cell is set. That is exact
 where the stack, after this edit, only divides by a temperature and normalizes, truncates or takes
-the argmax (vLLM, SGLang): for every other logit ``x`` below ``1e8`` and any temperature up to
-``1e6``, ``exp((x - 1e9) / T)`` is exactly 0 in float32 and bfloat16, so the forced token has
-probability 1 and top-k, top-p and min-p keep only it. Logits of other dtypes (float16, whose
+the argmax (SGLang; vLLM too, whose penalties run in between and keep the forced logit far above
+every other for ordinary penalty values): for every other logit ``x`` below ``1e8`` and any
+temperature up to ``1e6``, ``exp((x - 1e9) / T)`` is exactly 0 in float32 and bfloat16, so the
+forced token has probability 1 and top-k, top-p and min-p keep only it. Logits of other dtypes (float16, whose
 largest value is 65504) get the ``-inf`` fill instead, since ``1e9`` would overflow to ``inf``.
+
+On CPU, a call in which no entry is sampled edits float32/float64 logits through numpy on the
+tensor's own memory (:data:`HOST_EDIT`): the same cells, comparisons and values as the torch ops,
+in far fewer dispatcher calls. Everywhere else (a GPU, sampled entries) the torch ops run.
 """
 
 from __future__ import annotations
