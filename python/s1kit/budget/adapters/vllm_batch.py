@@ -239,9 +239,8 @@ class PersistentBatchBudget:
             redirect[stop] = -1
         if not np.count_nonzero(redirect >= 0):  # no end attempt to redirect: no flag (take() reads 0)
             forced = force >= 0
-            if np.count_nonzero(
-                forced
-            ):  # one cell per forced row, not a pass over its vocabulary (FORCED_LOGIT)
+            # One cell per forced row, not a pass over its vocabulary (FORCED_LOGIT).
+            if np.count_nonzero(forced):
                 force_tokens(logits_BV, slots[forced], force[forced], forced_logit=FORCED_LOGIT)
             return logits_BV
         # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
