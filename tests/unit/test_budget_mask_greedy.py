@@ -6,12 +6,15 @@ argmax and lets the core replace it; mask mode edits the logits with the shared
 :func:`~s1kit.budget.adapters.masking.apply_mask` and then takes the argmax of the edited logits.
 Both must emit the same tokens with the same accounting, step for step, on random specs, prompts
 and models, including an EOS or an end delimiter at every phase and every point of the extension
-count (the vocabulary is tiny, and the model's bias towards EOS and delimiters is drawn too).
+count (the vocabulary is tiny, and the model's bias towards EOS and delimiters is drawn too). Both
+edit paths run: numpy on the CPU logits' memory with forced rows filled with -inf (the default),
+and the torch ops (what runs on a GPU) with one forced cell set to ``FORCED_LOGIT`` (vLLM, SGLang).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s1kit.budget import BudgetBatch, BudgetSpec, Phase
-from s1kit.budget.adapters.masking import apply_mask
+from s1kit.budget.adapters import masking
+from s1kit.budget.adapters.masking import FORCED_LOGIT, apply_mask
 from tests.unit.budget_reference import RefSpec
 from tests.unit.test_budget_equivalence import V, specs
 
@@ -33,7 +37,13 @@ def stand_in_logits(seed: int, stream: list[int], bias: list[float]) -> torch.Te
     return torch.from_numpy(x)
 
 
-def run(spec: BudgetSpec, prompt: list[int], seed: int, bias: list[float], mask: bool) -> list[tuple]:
+# (numpy edit on the host, forced_logit): the two ways the adapters edit.
+EDITS = [(True, None), (False, FORCED_LOGIT)]
+
+
+def run(
+    spec: BudgetSpec, prompt: list[int], seed: int, bias: list[float], mask: bool, edit: Any = EDITS[0]
+) -> list[tuple]:
     """Greedy decoding until the row is done (or STEPS); per step the emitted token and counters."""
     batch = BudgetBatch(1, max_rollback=0)
     batch.insert(0, spec)
@@ -51,7 +61,11 @@ def run(spec: BudgetSpec, prompt: list[int], seed: int, bias: list[float], mask:
         if mask:
             batch.mask(force, redirect, ban)
             edited = logits[None].clone()
-            taken = apply_mask(edited, rows, force, redirect, ban)
+            host, masking.HOST_EDIT = masking.HOST_EDIT, edit[0]
+            try:
+                taken = apply_mask(edited, rows, force, redirect, ban, forced_logit=edit[1])
+            finally:
+                masking.HOST_EDIT = host
             t = int(torch.argmax(edited[0]))
             batch.advance(np.asarray([t], np.int64), None, taken.numpy())
         else:
@@ -76,9 +90,10 @@ def test_mask_mode_equals_override_mode_for_greedy_decoding(
 ) -> None:
     spec = BudgetSpec(**vars(r))
     override = run(spec, prompt, seed, bias, mask=False)
-    masked = run(spec, prompt, seed, bias, mask=True)
-    assert masked == override
-    assert all(step[2] == 0 for step in masked), "mask mode never puts a row in its error state"
+    for edit in EDITS:
+        masked = run(spec, prompt, seed, bias, mask=True, edit=edit)
+        assert masked == override, edit
+        assert all(step[2] == 0 for step in masked), "mask mode never puts a row in its error state"
 
 
 def test_the_four_classes_of_issue_13_agree() -> None:

@@ -10,9 +10,11 @@ row with a fixed generator (deterministic).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from s1kit.budget.adapters.masking import RedirectFlags, apply_mask
+from s1kit.budget.adapters import masking
+from s1kit.budget.adapters.masking import FORCED_LOGIT, RedirectFlags, apply_mask
 
 V = 8
 TARGET, BANNED = 3, [5, 7]
@@ -27,7 +29,11 @@ def one_row(n: int, logits: list[float]) -> tuple[torch.Tensor, np.ndarray, ...]
     return logits_BV, rows, force, redirect, ban
 
 
-def test_greedy_rows_pick_what_override_mode_picks_with_the_same_attribution() -> None:
+@pytest.mark.parametrize("host", [True, False], ids=["numpy-edit", "torch-edit"])
+def test_greedy_rows_pick_what_override_mode_picks_with_the_same_attribution(
+    host: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(masking, "HOST_EDIT", host)
     for logits, counted in (
         ([0, 0, 0, 1, 0, 2, 0, 0], True),  # argmax 5 is banned: "Wait" stands for the end attempt
         ([0, 0, 0, 1, 3, 2, 0, 2.5], False),  # argmax 4: the ends are banned, 4 goes through
@@ -52,6 +58,7 @@ def test_greedy_rows_pick_what_override_mode_picks_with_the_same_attribution() -
 
 
 def test_forced_rows_get_all_the_probability_and_untouched_rows_stay() -> None:
+    """Default (the transformers adapter): the rest of a forced row is -inf, exact after anything."""
     x = torch.randn(3, V)
     raw = x.clone()
     rows = np.asarray([0, 2], np.int64)
@@ -59,6 +66,66 @@ def test_forced_rows_get_all_the_probability_and_untouched_rows_stay() -> None:
     assert not flag.any()
     assert int(torch.argmax(x[0])) == 6 and torch.isinf(x[0]).sum() == V - 1
     assert torch.equal(x[1:], raw[1:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_forced_logit_sets_one_cell_and_still_gets_all_the_probability(dtype: torch.dtype) -> None:
+    """With forced_logit (vLLM, SGLang): only the forced cell changes, and after the temperature
+    scaling and normalization those engines apply later, the forced token has probability exactly 1."""
+    x = (torch.randn(3, 4096) * 30).to(dtype)
+    x[0, 17] = 1e8  # the largest logit the exactness claim covers
+    raw = x.clone()
+    rows = np.asarray([0, 2], np.int64)
+    apply_mask(
+        x,
+        rows,
+        np.asarray([6, 9]),
+        np.asarray([-1, -1]),
+        np.full((2, 1), -1, np.int32),
+        forced_logit=FORCED_LOGIT,
+    )
+    changed = (x != raw).nonzero().tolist()
+    assert changed == [[0, 6], [2, 9]] and float(x[0, 6]) == float(torch.tensor(FORCED_LOGIT, dtype=dtype))
+    assert torch.equal(x[1], raw[1])
+    for temperature in (1e-5, 0.6, 1.0, 7.0, 1e6):
+        probs = torch.softmax(x.float() / temperature, -1)
+        assert probs[0, 6] == 1.0 and probs[2, 9] == 1.0, temperature
+        assert (probs[0] > 0).sum() == 1 and (probs[2] > 0).sum() == 1, temperature
+    assert torch.argmax(x, -1)[[0, 2]].tolist() == [6, 9]
+
+
+def test_forced_logit_falls_back_to_the_inf_fill_where_the_dtype_cannot_hold_it() -> None:
+    x = torch.randn(2, V).half()  # float16: 1e9 would be inf, and inf - inf is nan in a softmax
+    apply_mask(
+        x,
+        np.asarray([1]),
+        np.asarray([4]),
+        np.asarray([-1]),
+        np.full((1, 1), -1, np.int32),
+        forced_logit=FORCED_LOGIT,
+    )
+    assert int(torch.argmax(x[1])) == 4 and x[1, 4] == 0 and torch.isinf(x[1]).sum() == V - 1
+    assert not torch.softmax(x[1].float(), -1).isnan().any()
+
+
+def test_the_numpy_edit_and_the_torch_edit_agree_on_any_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greedy rows edited through numpy (contiguous CPU logits) or torch (2-D indexing where the
+    logits are a non-contiguous view) give the same logits and flags; some rows have no redirect."""
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randint(-3, 4, (6, V), generator=g).float()  # small integers: ties happen
+    rows = np.asarray([5, 0, 2, 3], np.int64)
+    force = np.asarray([-1, -1, 1, -1], np.int64)
+    redirect = np.asarray([TARGET, -1, -1, 6], np.int64)
+    ban = np.asarray([[*BANNED, -1], [-1, -1, -1], [-1, -1, -1], [2, 4, 7]], np.int32)
+    results = []
+    for host, layout in ((True, "contiguous"), (False, "contiguous"), (False, "transposed")):
+        monkeypatch.setattr(masking, "HOST_EDIT", host)
+        x = raw.clone() if layout == "contiguous" else raw.t().contiguous().t()
+        flags = apply_mask(x, rows, force, redirect, ban, forced_logit=FORCED_LOGIT)
+        results.append((x.contiguous(), flags))
+    for x, flags in results[1:]:
+        assert torch.equal(x, results[0][0]) and torch.equal(flags, results[0][1])
+    assert not results[0][1][[1, 2]].any()
 
 
 def test_sampling_has_override_modes_joint_distribution() -> None:
@@ -99,3 +166,6 @@ def test_redirect_flags_follow_rows_until_their_token_is_fed() -> None:
     flags.move(5, 7)
     assert flags.take([7, 2, 5]).tolist() == [1, 0, 0]
     assert flags.take([7]).tolist() == [0], "a flag is used once"
+    flags.record(np.asarray([40]), torch.tensor([True]))  # slots beyond the array grow it
+    assert flags.take(np.asarray([100, 40])).tolist() == [0, 1]
+    assert flags.take(np.asarray([40])).tolist() == [0]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from s1kit.budget.adapters.masking import FORCED_LOGIT
 from s1kit.budget.adapters.params import KEY, spec_to_params
 from s1kit.budget.adapters.sglang import BudgetForcingLogitProcessor, BudgetRegistry
 from tests.unit.serving_sim import (
@@ -158,7 +159,11 @@ def test_finished_budget_is_stopped_with_eos_and_specs_without_eos_are_refused()
     while not req.output_ids or req.output_ids[-1] != EOS:
         logits = torch.zeros(1, V)
         logits[0, 0] = 5.0  # the model wants token 0 forever: only the budget ends this request
-        req.output_ids.append(int(torch.argmax(proc(logits, [row])[0])))
+        edited = proc(logits.clone(), [row])
+        req.output_ids.append(int(torch.argmax(edited[0])))
+        if req.output_ids[-1] != 0:  # forced (answer prefix, then EOS): one cell set, the rest as is
+            assert (edited != logits).nonzero().tolist() == [[0, req.output_ids[-1]]]
+            assert edited[0, req.output_ids[-1]] == FORCED_LOGIT
         assert len(req.output_ids) < 12
     assert req.output_ids == [0, 0, 22, 5, 6, EOS]
     other = Req("r1", [7])

@@ -25,6 +25,21 @@ its own draw). Processors that run after this edit and reshape the distribution 
 min-p, penalties) make it approximate. Only the ``(R, 1 + K)`` cells involved are read and written:
 no pass over the vocabulary. Decisions are read on the host
 (numpy); the edit is a fixed number of device ops and never syncs on the device.
+
+A forced row is edited in one of two ways (``apply_mask(forced_logit=...)``, :func:`force_tokens`):
+by default every other token of the row gets ``-inf`` and the forced one 0 (exact whatever the stack
+does afterwards, at the cost of a pass over the row's vocabulary); with ``forced_logit`` (the
+serving adapters pass :data:`FORCED_LOGIT`, ``1e9``) only the forced cell is set. That is exact
+where the stack, after this edit, only divides by a temperature and normalizes, truncates or takes
+the argmax (SGLang; vLLM too, whose penalties run in between and keep the forced logit far above
+every other for ordinary penalty values): for every other logit ``x`` below ``1e8`` and any
+temperature up to ``1e6``, ``exp((x - 1e9) / T)`` is exactly 0 in float32 and bfloat16, so the
+forced token has probability 1 and top-k, top-p and min-p keep only it. Logits of other dtypes (float16, whose
+largest value is 65504) get the ``-inf`` fill instead, since ``1e9`` would overflow to ``inf``.
+
+On CPU, a call in which no entry is sampled edits float32/float64 logits through numpy on the
+tensor's own memory (:data:`HOST_EDIT`): the same cells, comparisons and values as the torch ops,
+in far fewer dispatcher calls. Everywhere else (a GPU, sampled entries) the torch ops run.
 """
 
 from __future__ import annotations
@@ -36,6 +51,12 @@ import numpy.typing as npt
 import torch
 
 from s1kit.budget.batch import BudgetBatch
+
+# A forced token's logit where one cell is set (see the module docstring): every other finite logit
+# then has probability exactly 0 after temperature and normalization (vLLM's own thinking budget
+# forces the same way). Dtypes that hold it with room for a division by a temperature down to 1e-6:
+FORCED_LOGIT = 1.0e9
+_ONE_CELL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 
 class MaskBuffers:
@@ -69,6 +90,48 @@ def generator_on(generator: torch.Generator | None, device: torch.device) -> tor
     return generator
 
 
+def force_tokens(
+    logits_BV: torch.Tensor,
+    rows_N: npt.NDArray[np.int64],
+    tokens_N: npt.NDArray[np.int64],
+    *,
+    forced_logit: float | None = None,
+) -> None:
+    """Give token ``tokens_N[i]`` all the probability of logits row ``rows_N[i]``, in place.
+
+    ``forced_logit=None``: the rest of the row gets ``-inf`` and the token 0 (exact after any later
+    processing). A value (e.g. :data:`FORCED_LOGIT`): only the token's cell is set to it, where the
+    logits' dtype is float32, float64 or bfloat16, else the ``-inf`` fill (see the module docstring
+    for when one cell is exact).
+    """
+    dev = logits_BV.device
+    r = torch.from_numpy(np.ascontiguousarray(rows_N, np.int64)).to(dev)
+    t = torch.from_numpy(np.ascontiguousarray(tokens_N, np.int64)).to(dev)
+    if forced_logit is not None and logits_BV.dtype in _ONE_CELL_DTYPES:
+        logits_BV[r, t] = forced_logit
+        return
+    logits_BV[r] = float("-inf")
+    logits_BV[r, t] = 0.0
+
+
+# CPU logits of these dtypes, when no entry is sampled, are edited through numpy on the same memory:
+# the same cells, comparisons and values as the torch ops below, in far fewer dispatcher calls (tests
+# switch this off to run the torch path on CPU too).
+HOST_EDIT = True
+_HOST_DTYPES = (torch.float32, torch.float64)
+
+
+def _edit_greedy_on_host(
+    flat_V: np.ndarray, cells_RC: np.ndarray, lower_RK: np.ndarray, banned_RC: np.ndarray
+) -> np.ndarray:
+    """The greedy redirect edit of :func:`apply_mask` on a numpy view of the logits; the flags."""
+    cells = flat_V[cells_RC]
+    x_t, x_b = cells[:, :1], cells[:, 1:]
+    flag = ((x_b > x_t) | ((x_b == x_t) & lower_RK)).any(1)
+    flat_V[cells_RC] = np.where(banned_RC, -np.inf, cells.max(1)[:, None])
+    return flag
+
+
 def apply_mask(
     logits_BV: torch.Tensor,
     rows_N: npt.NDArray[np.int64],
@@ -79,6 +142,7 @@ def apply_mask(
     sample_N: npt.NDArray[np.bool_] | None = None,
     temperature_N: npt.NDArray[np.floating] | None = None,
     generator: torch.Generator | None = None,
+    forced_logit: float | None = None,
 ) -> torch.Tensor:
     """Edit ``logits_BV`` in place (entry ``i`` applies to logits row ``rows_N[i]``); return the
     ``(N,)`` bool flags, on the logits' device, to pass to :meth:`BudgetBatch.advance` with the
@@ -86,45 +150,66 @@ def apply_mask(
 
     ``sample_N``: entries whose row is sampled (default: none, every row is greedy);
     ``temperature_N``: their temperature as the stack applies it after this edit (default 1: the
-    logits are already the final ones); ``generator``: the source of the uniform draws.
+    logits are already the final ones); ``generator``: the source of the uniform draws;
+    ``forced_logit``: how forced entries are edited (:func:`force_tokens`).
     """
     dev = logits_BV.device
     neg = float("-inf")
     n = len(rows_N)
-    flags_N = torch.zeros(n, dtype=torch.bool, device=dev)
     forced = force_N >= 0
-    if forced.any():
-        r = torch.from_numpy(rows_N[forced]).to(dev)
-        t = torch.from_numpy(force_N[forced]).to(dev)
-        logits_BV[r] = neg
-        logits_BV[r, t] = 0.0
+    if np.count_nonzero(forced):  # (count_nonzero: a C call; ndarray.any goes through Python)
+        force_tokens(logits_BV, rows_N[forced], force_N[forced], forced_logit=forced_logit)
     redirected = redirect_N >= 0
-    if not redirected.any():
-        return flags_N
-    idx = np.nonzero(redirected)[0]
-    ban = ban_NK[idx]
+    if not np.count_nonzero(redirected):
+        return torch.zeros(n, dtype=torch.bool, device=dev)
+    every = np.count_nonzero(redirected) == n
+    idx = np.arange(n) if every else np.nonzero(redirected)[0]
+    ban = ban_NK if every else ban_NK[idx]
     keep = ban >= 0
     target = redirect_N[idx].astype(np.int64)
-    r = torch.from_numpy(rows_N[idx].astype(np.int64)).to(dev)
     # Column 0: the redirect token; then the banned ids (padding points at the redirect token, which
     # is never banned: the spec validation guarantees it). Only these (R, 1 + K) cells are touched.
-    cols = torch.from_numpy(np.concatenate([target[:, None], np.where(keep, ban, target[:, None])], 1)).to(
-        dev
-    )
-    keep_t = torch.from_numpy(keep).to(dev)
-    cells = logits_BV[r[:, None], cols].float()
-    x_t, x_b = cells[:, 0], cells[:, 1:].masked_fill(~keep_t, neg)
-    # Greedy: the end attempt outranks the redirect token if its best logit is higher, or equal with
-    # a lower token id (torch.argmax takes the first maximum); the redirect token then gets it.
-    b_max = x_b.amax(1)
-    big = torch.iinfo(torch.int64).max
-    b_first = torch.where(keep_t & (x_b == b_max[:, None]), cols[:, 1:], big).amin(1)
-    flag = (b_max > x_t) | ((b_max == x_t) & (b_first < cols[:, 0]))
-    value = torch.maximum(x_t, b_max)
-    if sample_N is not None and sample_N[idx].any():
+    cols_np = np.concatenate([target[:, None], np.where(keep, ban, target[:, None])], 1)
+    # The cells as flat indices into the row-major logits (one gather, one write; 2-D indexing
+    # where the logits are not contiguous).
+    contiguous = logits_BV.is_contiguous()
+    cells_np = np.asarray(rows_N, np.int64)[idx, None] * logits_BV.shape[1] + cols_np
+    # Per banned cell, whether its id is below the redirect token's (padding: equal, so never).
+    lower_np = cols_np[:, 1:] < target[:, None]
+    banned_np = np.concatenate([np.zeros((len(idx), 1), np.bool_), keep], 1)
+    if (
+        HOST_EDIT
+        and contiguous
+        and dev.type == "cpu"
+        and logits_BV.dtype in _HOST_DTYPES
+        and not logits_BV.requires_grad
+        and (sample_N is None or not np.count_nonzero(sample_N[idx]))
+    ):
+        flag_R = _edit_greedy_on_host(logits_BV.numpy().reshape(-1), cells_np, lower_np, banned_np)
+        if every:
+            return torch.from_numpy(flag_R)
+        flag_N = np.zeros(n, np.bool_)
+        flag_N[idx] = flag_R
+        return torch.from_numpy(flag_N)
+    flat = logits_BV.view(-1) if contiguous else None
+    at = torch.from_numpy(cells_np).to(dev)
+    lower = torch.from_numpy(lower_np).to(dev)
+    banned = torch.from_numpy(banned_np).to(dev)
+    if flat is None:
+        r, cols = at[:, :1] // logits_BV.shape[1], torch.from_numpy(cols_np).to(dev)
+        cells = logits_BV[r, cols].float()
+    else:
+        cells = flat.take(at).float()
+    x_t, x_b = cells[:, :1], cells[:, 1:]
+    # Greedy: the end attempt outranks the redirect token if one of its logits is higher, or equal
+    # with a lower token id (torch.argmax takes the first maximum); the redirect token then gets the
+    # best of them. Padding cells hold the redirect token itself: equal value, equal id, never count.
+    flag = ((x_b > x_t) | ((x_b == x_t) & lower)).any(1)
+    value = cells.amax(1)
+    if sample_N is not None and np.count_nonzero(sample_N[idx]):
         temp = np.ones(len(idx)) if temperature_N is None else np.asarray(temperature_N, np.float64)[idx]
         tau = torch.from_numpy(np.maximum(temp, 1e-6)).to(dev, torch.float32)
-        z_t, z_b = x_t / tau, x_b / tau[:, None]
+        z_t, z_b = x_t[:, 0] / tau, x_b.masked_fill(~banned[:, 1:], neg) / tau[:, None]
         lse_b = torch.logsumexp(z_b, 1)
         lse = torch.logaddexp(z_t, lse_b)
         u = torch.rand(len(idx), generator=generator, device=dev)
@@ -135,8 +220,14 @@ def apply_mask(
         value = torch.where(sampled, tau * lse, value)
     # Banned cells get -inf; padding cells name the redirect token and get its value too, so every
     # write to one cell is the same (index_put with repeated indices is then deterministic).
-    out = torch.cat([value[:, None], torch.where(keep_t, neg, value[:, None])], 1)
-    logits_BV[r[:, None], cols] = out.to(logits_BV.dtype)
+    out = torch.where(banned, neg, value[:, None]).to(logits_BV.dtype)
+    if flat is None:
+        logits_BV[r, cols] = out
+    else:
+        flat.put_(at, out)
+    if every:
+        return flag
+    flags_N = torch.zeros(n, dtype=torch.bool, device=dev)  # rows without a redirect: no flag
     flags_N[torch.from_numpy(idx).to(dev)] = flag
     return flags_N
 
@@ -144,43 +235,62 @@ def apply_mask(
 class RedirectFlags:
     """Per slot, the flag :func:`apply_mask` returned at its last step, until that step's token is
     fed to :meth:`BudgetBatch.advance`. ``record`` keeps the device flags without a sync; ``take``
-    copies them to the host once, when the tokens are fed (which needs the host anyway)."""
+    copies them to the host once, when the tokens are fed (which needs the host anyway). One host
+    array indexed by slot (grown on demand): every call is a fixed number of numpy ops."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[npt.NDArray[np.int64], torch.Tensor]] = []
-        self._flags: dict[int, int] = {}
+        self._flags = np.zeros(0, np.uint8)
+        self._set = False  # some entry of _flags may be nonzero
+
+    def _fit(self, slot: int) -> None:
+        if slot >= len(self._flags):
+            grown = np.zeros(max(slot + 1, 2 * len(self._flags)), np.uint8)
+            grown[: len(self._flags)] = self._flags
+            self._flags = grown
 
     def record(self, slots_N: npt.NDArray[np.int64], taken_N: torch.Tensor) -> None:
         """The flags :func:`apply_mask` returned for the slots ``slots_N`` this step."""
-        self._pending.append((np.array(slots_N, np.int64), taken_N))
+        if len(slots_N):
+            self._pending.append((np.array(slots_N, np.int64), taken_N))
 
     def _resolve(self) -> None:
         for slots, taken in self._pending:
-            for s, f in zip(slots.tolist(), taken.cpu().tolist(), strict=True):
-                self._flags[s] = int(f)
+            try:
+                self._flags[slots] = taken.cpu().numpy()
+            except IndexError:  # a slot beyond the array: grow it (rare), then write
+                self._fit(int(slots.max()))
+                self._flags[slots] = taken.cpu().numpy()
+            self._set = True
         self._pending.clear()
 
-    def take(self, slots: Iterable[int]) -> npt.NDArray[np.uint8]:
+    def take(self, slots: Iterable[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
         """The flags for the next token fed to each of ``slots`` (0 where none was recorded)."""
+        s = slots if isinstance(slots, np.ndarray) else np.fromiter(slots, np.int64)
+        if not self._pending and not self._set:  # no flag is set anywhere
+            return np.zeros(len(s), np.uint8)
         self._resolve()
-        return np.fromiter((self._flags.pop(int(s), 0) for s in slots), np.uint8)
+        try:
+            out = self._flags[s]  # a copy (fancy indexing)
+        except IndexError:  # a slot beyond the array: grow it (rare)
+            self._fit(int(s.max()))
+            out = self._flags[s]
+        self._flags[s] = 0
+        self._set = bool(np.count_nonzero(self._flags))
+        return out
 
     def move(self, src: int, dst: int) -> None:
         """The row in ``src`` moved to ``dst`` (``dst``'s pending flag is dropped)."""
         self._resolve()
-        f = self._flags.pop(src, None)
-        self._flags.pop(dst, None)
-        if f is not None:
-            self._flags[dst] = f
+        self._fit(max(src, dst))
+        self._flags[dst], self._flags[src] = self._flags[src], 0
 
     def swap(self, a: int, b: int) -> None:
         self._resolve()
-        fa, fb = self._flags.pop(a, None), self._flags.pop(b, None)
-        if fa is not None:
-            self._flags[b] = fa
-        if fb is not None:
-            self._flags[a] = fb
+        self._fit(max(a, b))
+        self._flags[a], self._flags[b] = self._flags[b], self._flags[a]
 
     def drop(self, slot: int) -> None:
         self._resolve()
-        self._flags.pop(slot, None)
+        if slot < len(self._flags):
+            self._flags[slot] = 0

@@ -35,17 +35,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import MaskBuffers, RedirectFlags, apply_mask, generator_on
+from s1kit.budget.adapters.masking import (
+    FORCED_LOGIT,
+    MaskBuffers,
+    RedirectFlags,
+    apply_mask,
+    force_tokens,
+    generator_on,
+)
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch, Phase
 from s1kit.budget.spec import BudgetSpec
 
 _log = logging.getLogger(__name__)
 PLACEHOLDER = -1  # vLLM's async-scheduling stand-in for a token still on the device
-# A forced token's logit: every other finite logit then has probability exactly 0 in float32, also
-# after vLLM's penalties and temperature (vLLM's own thinking budget forces the same way). Setting
-# one cell instead of filling the row with -inf saves a pass over the vocabulary per forced row.
-FORCED_LOGIT = 1.0e9
+# A forced token's logit (masking.FORCED_LOGIT, 1e9): every other finite logit then has probability
+# exactly 0 in float32, also after vLLM's penalties and temperature (vLLM's own thinking budget
+# forces the same way). Setting one cell instead of filling the row with -inf saves a pass over the
+# vocabulary per forced row.
+__all__ = ["FORCED_LOGIT", "PLACEHOLDER", "PersistentBatchBudget", "budget_arg", "check_request"]
+_DONE = int(Phase.DONE)  # phases from DONE up (DONE, ERROR; governed rows are never EMPTY) stop
 
 
 def budget_arg(params: Any) -> Any:
@@ -104,6 +113,7 @@ class PersistentBatchBudget:
         self._batch = BudgetBatch(capacity, max_rollback=0)
         self._req: dict[int, _Request] = {}
         self._slots = np.empty(0, np.int64)
+        self._rows: list[tuple[int, _Request]] = []  # (index, request) per governed index, sorted
         self._eos = np.full(capacity, -1, np.int64)
         self._buffers = MaskBuffers(capacity, 1)
         self._tokens = np.empty(capacity, np.int64)
@@ -150,6 +160,7 @@ class PersistentBatchBudget:
                 self._eos[c], self._eos[a] = self._eos[a], -1
                 self._temperature[c], self._temperature[a] = self._temperature[a], 0.0
         self._slots = np.fromiter(sorted(self._req), np.int64, len(self._req))
+        self._rows = [(i, self._req[i]) for i in self._slots.tolist()]
 
     def _rebuild(self, index: int) -> None:
         req = self._req[index]
@@ -184,24 +195,24 @@ class PersistentBatchBudget:
         """Advance rows over their new output tokens, up to the first placeholder (one core call
         per token position, usually one)."""
         pending = []
-        for i in self._slots.tolist():
-            req = self._req[i]
-            if len(req.outputs) < req.fed:  # tokens were withdrawn: replay from the prompt
-                del req.flags[len(req.outputs) :]
+        for i, req in self._rows:
+            n = len(req.outputs)
+            if n < req.fed:  # tokens were withdrawn: replay from the prompt
+                del req.flags[n:]
                 self._rebuild(i)
-            if len(req.outputs) > req.fed and req.outputs[req.fed] != PLACEHOLDER:
+            if n > req.fed and req.outputs[req.fed] != PLACEHOLDER:
                 pending.append((i, req))
         while pending:
             slots = np.fromiter((i for i, _ in pending), np.int64, len(pending))
             tokens = self._tokens[: len(pending)]
-            taken = self._taken.take(slots.tolist())
+            taken = self._taken.take(slots)
             for k, (_, req) in enumerate(pending):
                 tokens[k] = req.outputs[req.fed]
                 if req.fed < len(req.flags):  # a replay: the recorded attribution
                     taken[k] = req.flags[req.fed]
                 else:
                     req.flags.append(int(taken[k]))
-            self._batch.advance(tokens, slots, taken)
+            self._batch.advance(tokens, slots, taken if np.count_nonzero(taken) else None)
             nxt = []
             for i, req in pending:
                 req.fed += 1
@@ -211,31 +222,33 @@ class PersistentBatchBudget:
 
     def apply(self, logits_BV: torch.Tensor) -> torch.Tensor:
         """Feed, then edit the governed rows of ``logits_BV`` in place (row ``i`` is index ``i``)."""
-        if len(self._slots) == 0:
+        if not self._rows:
             return logits_BV
         self.feed()
-        slots = self._slots[self._slots < logits_BV.shape[0]]
+        slots = (
+            self._slots
+            if self._rows[-1][0] < logits_BV.shape[0]
+            else self._slots[self._slots < len(logits_BV)]
+        )
         force, redirect, ban = self._buffers.run(self._batch, slots)
         phase = self._batch.accounting().phase[slots]
-        stop = (phase == Phase.DONE) | (phase == Phase.ERROR)
-        if stop.any():
+        stop = phase >= _DONE
+        if np.count_nonzero(stop):
             self._warn_errors(slots[phase == Phase.ERROR])
             force[stop] = self._eos[slots[stop]]
             redirect[stop] = -1
-        forced = force >= 0
-        if forced.any():  # one cell per forced row, not a pass over its vocabulary (see FORCED_LOGIT)
-            dev = logits_BV.device
-            r, t = torch.from_numpy(slots[forced]).to(dev), torch.from_numpy(force[forced]).to(dev)
-            logits_BV[r, t] = FORCED_LOGIT
-            force[forced] = -1
-        if not (redirect >= 0).any():  # no end attempt to redirect: no flag (take() reads 0)
+        if not np.count_nonzero(redirect >= 0):  # no end attempt to redirect: no flag (take() reads 0)
+            forced = force >= 0
+            # One cell per forced row, not a pass over its vocabulary (FORCED_LOGIT).
+            if np.count_nonzero(forced):
+                force_tokens(logits_BV, slots[forced], force[forced], forced_logit=FORCED_LOGIT)
             return logits_BV
         # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
         temp = self._temperature[slots]
         self._generator = generator_on(self._generator, logits_BV.device)
         taken = apply_mask(
-            logits_BV, slots, force, redirect, ban,
-            sample_N=temp > 1e-5, temperature_N=temp, generator=self._generator,
+            logits_BV, slots, force, redirect, ban, sample_N=temp > 1e-5, temperature_N=temp,
+            generator=self._generator, forced_logit=FORCED_LOGIT,
         )  # fmt: skip
         self._taken.record(slots, taken)
         return logits_BV
