@@ -30,8 +30,9 @@ def test_tasks_are_seeded_and_traces_grow_with_difficulty() -> None:
         # Every pass ends with its answer line; the trace's last one is the teacher's attempt.
         assert p.trace.endswith((f"\nSo {p.attempt}.", f"\nWait, So {p.attempt}.")), p
         assert all(re.search(r"(^|\n)So \d+\.$", part) for part in p.trace.split("\nWait, ")), p
-    with pytest.raises(ValueError, match="max_difficulty"):
-        make_problems(4, seed=0, max_difficulty=8)
+    for bad in (0, 8):
+        with pytest.raises(ValueError, match="max_difficulty must be 1 to 7"):
+            make_problems(4, seed=0, max_difficulty=bad)
 
 
 def _items(question: str) -> list[str]:

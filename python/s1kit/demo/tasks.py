@@ -153,19 +153,16 @@ def make_problem(domain: str, rng: random.Random, difficulty: int) -> Problem:
     items = fam.items(rng, difficulty)
     right, first = passes(domain, items)
 
-    def steps(states: list[int], lo: int) -> str:
-        return "\n".join(f"{KEYS[i]}{fam.show_item(items[i])} {states[i]}." for i in range(lo, len(items)))
-
-    def recheck() -> str:
-        return f"\nWait, {steps(right, 0)}\nSo {right[-1]}."
+    def steps(states: list[int]) -> str:
+        return "\n".join(f"{k}{fam.show_item(x)} {s}." for k, x, s in zip(KEYS, items, states, strict=False))
 
     question = f"{fam.lead}: {' '.join(k + fam.show_item(x) for k, x in zip(KEYS, items, strict=False))}."
     answer, attempt = str(right[-1]), str(first[-1])
     slipped = attempt != answer
-    trace = f"{steps(first, 0)}\nSo {attempt}."
+    trace = f"{steps(first)}\nSo {attempt}."
     if rng.random() < RECHECK_RATES["slip" if slipped else "none"]:
         kind = "corrected" if slipped else "confirm"
-        trace += recheck()
+        trace += f"\nWait, {steps(right)}\nSo {answer}."
         if rng.random() < SECOND_RECHECK:
             trace += f"\nWait, So {answer}."
         attempt = answer
@@ -176,9 +173,9 @@ def make_problem(domain: str, rng: random.Random, difficulty: int) -> Problem:
 
 def make_problems(n: int, seed: int, max_difficulty: int = 5) -> list[Problem]:
     """``n`` problems, families in turn, difficulties uniform in 1..max_difficulty."""
-    if max_difficulty > len(KEYS) - 3:
+    if not 1 <= max_difficulty <= len(KEYS) - 3:
         raise ValueError(
-            f"max_difficulty must be at most {len(KEYS) - 3} (one key per item), got {max_difficulty}"
+            f"max_difficulty must be 1 to {len(KEYS) - 3} (one key per item), got {max_difficulty}"
         )
     rng = random.Random(seed)
     names = list(FAMILIES)
