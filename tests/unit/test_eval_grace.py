@@ -55,5 +55,11 @@ def test_grace_is_validated_and_fixed_for_a_resumed_run() -> None:
     with pytest.raises(ValueError, match="grace_tokens=-1 must be >= 0"):
         SweepConfig(grace_tokens=-1)
     from s1kit.eval.cli import _FIXED
+    from s1kit.eval.methods import sweep
+
+    # Only budget forcing's caps get the grace: wait=K sets no cap, truncation is a hard cut.
+    cfg = SweepConfig(budgets=(8,), extensions=(0, 1), max_new_tokens=32, grace_tokens=3)
+    assert [(s.label, s.grace_tokens) for s in sweep("budget_forcing", cfg)] == [("cap=8", 3), ("wait=1", 0)]
+    assert [s.grace_tokens for m in ("truncation", "token_conditional") for s in sweep(m, cfg)] == [0, 0]
 
     assert "grace_tokens" in _FIXED

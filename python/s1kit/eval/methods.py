@@ -95,7 +95,8 @@ class Setting:
     """One sweep point of one method.
 
     ``label`` names it in files and plots ("cap=512", "wait=2", "steps=8", "class=short", "k=4").
-    ``max_thinking_tokens`` / ``num_extensions`` go into the budget spec; ``instruction`` is appended
+    ``max_thinking_tokens`` / ``num_extensions`` / ``grace_tokens`` go into the budget spec (the grace
+    with the tokenizer's newline ids); ``instruction`` is appended
     to the question; ``samples`` is the most generations a problem gets (tries or votes).
     ``control_bounds`` is the ``[min, max]`` for the Control metric in ``control_unit`` ("tokens" or
     "steps"), ``token_budget`` the budget the Budget-error metric compares thinking tokens with.
@@ -107,6 +108,7 @@ class Setting:
     max_new_tokens: int
     max_thinking_tokens: int | None = None
     num_extensions: int = 0
+    grace_tokens: int = 0
     instruction: str = ""
     samples: int = 1
     temperature: float = 0.0
@@ -152,6 +154,7 @@ def sweep(method: str, cfg: SweepConfig) -> list[Setting]:
                 b,
                 n,
                 max_thinking_tokens=b,
+                grace_tokens=cfg.grace_tokens,
                 temperature=t,
                 control_bounds=(0, b),
                 token_budget=b,

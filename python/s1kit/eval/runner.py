@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from s1kit.backends.base import Backend
 from s1kit.backends.forcing import FORCING_MODES, Cost, generate_forced
 from s1kit.budget.delimiters import Delimiters, choose_delimiters
+from s1kit.budget.spelling import newline_token_ids
 from s1kit.errors import ConfigError
 from s1kit.eval.grading import GradingPool, extract_answer
 from s1kit.eval.methods import (
@@ -131,7 +132,8 @@ class EvalRunner:
         vocab: int | None = getattr(engine, "vocab_size", None)
         self.base_spec = self.delimiters.spec(self.tokenizer, vocab_size=vocab)
         self._prompt_cache: dict[tuple[str, str, str], tuple[str, list[int]]] = {}
-        self._newline_ids: tuple[int, ...] | None = None
+        # Token ids that end a line, for the caps' grace tokens (only read when a run uses them).
+        self._newline_ids = newline_token_ids(self.tokenizer) if sweep_cfg.grace_tokens else ()
 
     def _prompt(self, problem: Problem, instruction: str) -> tuple[str, list[int]]:
         key = (problem.task, problem.id, instruction)
@@ -162,13 +164,6 @@ class EvalRunner:
                     jobs.append(_Job(s, p, i, text, ids))
         return jobs
 
-    def _newlines(self) -> tuple[int, ...]:
-        from s1kit.budget.spelling import newline_token_ids
-
-        if self._newline_ids is None:
-            self._newline_ids = newline_token_ids(self.tokenizer)
-        return self._newline_ids
-
     def _request(self, job: _Job) -> Request:
         from s1kit.generate.types import Request, SamplingParams
 
@@ -178,8 +173,8 @@ class EvalRunner:
             num_extensions=s.num_extensions,
             max_answer_tokens=self.sweep_cfg.max_answer_tokens,
         )
-        if s.method == "budget_forcing" and s.max_thinking_tokens is not None and self.sweep_cfg.grace_tokens:
-            spec = spec.replace(grace_tokens=self.sweep_cfg.grace_tokens, newline_tokens=self._newlines())
+        if s.grace_tokens:
+            spec = spec.replace(grace_tokens=s.grace_tokens, newline_tokens=self._newline_ids)
         if s.max_thinking_tokens is None and s.num_extensions == 0:
             # Only counting: without an answer prefix the spec never forces anything, not even when
             # the model ends its thinking with EOS.
