@@ -3,7 +3,7 @@
 Runs ``s1kit demo --size SIZE --seed S --out DIR/seed-S`` for each seed, one after the other (a run
 that finished earlier is reused through the demo's stage markers). A seed sets everything: the pool,
 the held-out test set, the curated selection, the initial weights and the data order, so the spread
-over seeds is that of the whole recipe, not of sampling. Then, from each run's ``results.json``, per
+over seeds is that of the whole recipe, not of sampling. Then, from each run's ``eval/summary.csv``, per
 sweep point of every method: each seed's accuracy with its 95% Wilson interval over the test
 problems, the mean over seeds with its 95% Student-t interval (clipped to [0, 1]), and the mean
 thinking tokens.
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from s1kit.demo.scaling import Point, cell, drops_beyond_noise, pct, t_interval
+from s1kit.demo.scaling import cell, drops_beyond_noise, pct, read_points, t_interval
 
 
 def run_seed(size: str, seed: int, out: Path, nproc: int) -> float:
@@ -43,14 +43,6 @@ def run_seed(size: str, seed: int, out: Path, nproc: int) -> float:
     cmd += ["--out", str(out), "--nproc", str(nproc), "--no-progress"]
     subprocess.run(cmd, check=True)
     return time.perf_counter() - t0
-
-
-def points_of(out: Path) -> list[Point]:
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    return [
-        Point(p["method"], p["label"], p["problems"], p["correct"], p["mean_thinking_tokens"])
-        for p in results["points"]
-    ]
 
 
 def main() -> int:
@@ -66,7 +58,7 @@ def main() -> int:
         ap.error(f"--seeds: give 2 to 11 seeds, got {len(seeds)}")
 
     walls = {s: run_seed(args.size, s, args.dir / f"seed-{s}", args.nproc) for s in seeds}
-    runs = {s: points_of(args.dir / f"seed-{s}") for s in seeds}
+    runs = {s: read_points(args.dir / f"seed-{s}" / "eval") for s in seeds}
     keys = [(p.method, p.label) for p in runs[seeds[0]]]
     by = {s: {(p.method, p.label): p for p in pts} for s, pts in runs.items()}
 

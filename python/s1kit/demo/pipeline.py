@@ -200,7 +200,7 @@ class Demo:
         texts = [
             r["question"] + r.get("trace", "") + r["answer"]
             for name in ("pool.jsonl", "test.jsonl")
-            for r in _read_jsonl(self.out / "data" / name)
+            for r in read_jsonl(self.out / "data" / name)
         ]
         tok = build_char_tokenizer(texts)
         s = self.size
@@ -308,7 +308,7 @@ class Demo:
 
         shutil.rmtree(self.out / "eval", ignore_errors=True)
         s = self.size
-        longest = max(len(r["trace"]) for r in _read_jsonl(self.out / "curate" / "selected.jsonl"))
+        longest = max(len(r["trace"]) for r in read_jsonl(self.out / "curate" / "selected.jsonl"))
         max_new = max(max(s.budgets), longest) + 64  # room for the answer after the longest trace
         threads = torch.get_num_threads()
         was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -372,6 +372,6 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

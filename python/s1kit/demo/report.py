@@ -15,11 +15,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from s1kit import _io
+from s1kit.demo.pipeline import read_jsonl
 from s1kit.demo.scaling import Point, cell, drops_beyond_noise, pct, plot, read_points
 
 PACKAGES = ("s1kit", "torch", "transformers", "tokenizers", "numpy")
@@ -90,11 +92,7 @@ def _per_family(out: Path, labels: list[str]) -> list[str]:
     """Budget forcing's accuracy per task family (the test set's ``domain``) at each sweep point."""
     from s1kit.eval.runner import read_samples
 
-    domain = {}
-    for line in (out / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            domain[row["id"]] = row["domain"]
+    domain = {row["id"]: row["domain"] for row in read_jsonl(out / "data" / "test.jsonl")}
     tally: dict[tuple[str, str], list[int]] = {}
     for r in read_samples(out / "eval"):
         if r["method"] == "budget_forcing" and r["problem_id"] in domain:
@@ -216,29 +214,20 @@ def _kinds(out: Path) -> list[str]:
     curated selection, with each family's blind spot."""
     from s1kit.demo.tasks import SLIPS, TRACE_KINDS
 
-    pool = [
-        json.loads(x) for x in (out / "data" / "pool.jsonl").read_text(encoding="utf-8").splitlines() if x
-    ]
-    kind = {r["id"]: (r["domain"], r["kind"]) for r in pool}
-    chosen = [
-        kind[json.loads(x)["id"]]
-        for x in (out / "curate" / "selected.jsonl").read_text(encoding="utf-8").splitlines()
-        if x
-    ]
+    kind = {r["id"]: (r["domain"], r["kind"]) for r in read_jsonl(out / "data" / "pool.jsonl")}
+    pool = Counter(kind.values())
+    chosen = Counter(kind[r["id"]] for r in read_jsonl(out / "curate" / "selected.jsonl"))
+    for c in (pool, chosen):  # the "all" row: every family's counts summed per kind
+        c.update([("all", k) for (_, k) in c.elements()])
     lines = [
         "| family | first pass's blind spot | "
         + " | ".join(f"{k} (pool / selected)" for k in TRACE_KINDS)
         + " |",
         "|---|---|" + "---:|" * len(TRACE_KINDS),
     ]
-    rows = [*sorted(SLIPS), "all"]
-    for fam in rows:
-        cells = []
-        for k in TRACE_KINDS:
-            n_pool = sum(1 for d, kk in kind.values() if kk == k and fam in (d, "all"))
-            n_sel = sum(1 for d, kk in chosen if kk == k and fam in (d, "all"))
-            cells.append(f"{n_pool} / {n_sel}")
-        lines.append(f"| {fam} | {SLIPS.get(fam, '')} | " + " | ".join(cells) + " |")
+    for fam in [*sorted(SLIPS), "all"]:
+        cells = " | ".join(f"{pool[fam, k]} / {chosen[fam, k]}" for k in TRACE_KINDS)
+        lines.append(f"| {fam} | {SLIPS.get(fam, '')} | {cells} |")
     return lines
 
 
