@@ -147,7 +147,6 @@ class BudgetRegistry:
         self._temperature = np.zeros(capacity, np.float64)  # slot -> sampling temperature (0: greedy)
         self._eos = np.full(capacity, -1, np.int64)  # slot -> the token that stops a finished row
         self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
-        self._redirected = np.zeros(0, np.bool_)  # per governed row of this step: has a redirect
         self._generator: torch.Generator | None = None
         self._buffers = MaskBuffers(capacity, 1)
         # The previous call's params: their ids, the dicts themselves (so that the ids stay unique)
@@ -319,12 +318,12 @@ class BudgetRegistry:
             if np.count_nonzero(stop):  # finished budgets and error rows end with EOS
                 force[stop] = self._eos[governed[stop]]
                 redirect[stop] = -1
-            self._redirected = redirect >= 0
-            if not np.count_nonzero(self._redirected):  # no end attempt to redirect: no flag (take() reads 0)
+            redirected = redirect >= 0
+            if not np.count_nonzero(redirected):  # no end attempt to redirect: no flag (take() reads 0)
                 forced = force >= 0
                 if np.count_nonzero(forced):
                     force_tokens(logits_BV, rows[forced], force[forced], forced_logit=FORCED_LOGIT)
-                self._report(governed, None)
+                self._report(governed, None, redirected)
                 return logits_BV
             # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
             temp = self._temperature[governed]
@@ -334,13 +333,14 @@ class BudgetRegistry:
                 generator=self._generator, forced_logit=FORCED_LOGIT,
             )  # fmt: skip
             self._taken.record(governed, taken)
-            self._report(governed, taken)
+            self._report(governed, taken, redirected)
             return logits_BV
 
-    def _report(self, slots: np.ndarray, taken_N: torch.Tensor | None) -> None:
+    def _report(self, slots: np.ndarray, taken_N: torch.Tensor | None, redirected_N: np.ndarray) -> None:
         """Keep each request's flags in its ``customized_info`` (entry ``k``: output token ``k``);
-        ``taken_N``: this step's flags (None: no row has a redirect this step, every flag is 0)."""
-        redirected = self._redirected.tolist() if taken_N is not None else None
+        ``taken_N``: this step's flags, pending on the device for the rows ``redirected_N`` marks
+        (None when none does: every flag is 0)."""
+        pending = redirected_N.tolist()
         for i, (s, n) in enumerate(zip(slots.tolist(), self._fed[slots].tolist(), strict=True)):
             req = self._req[s]
             info: Any = getattr(req, "customized_info", _NO_INFO)
@@ -357,10 +357,7 @@ class BudgetRegistry:
                 entries.extend(int(k in ones) for k in range(len(entries), n))
             elif n and type(entries[-1]) is _PendingFlag:  # last step's flag, now fed: an int
                 entries[-1] = int(n - 1 in self._ones[s])
-            if taken_N is not None and redirected is not None and redirected[i]:
-                entries.append(_PendingFlag(taken_N, i))
-            else:
-                entries.append(0)
+            entries.append(_PendingFlag(taken_N, i) if taken_N is not None and pending[i] else 0)
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:
         """The core's state of request ``rid`` (None when unknown or freed)."""
