@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from s1kit import _io
+from s1kit.demo.report import read_jsonl
 from s1kit.demo.tasks import Problem, make_problems
 
 
@@ -370,8 +371,3 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with _io.atomic_open(path, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from s1kit import _io
-from s1kit.demo.pipeline import read_jsonl
 from s1kit.demo.scaling import Point, cell, drops_beyond_noise, pct, plot, read_points
 
 PACKAGES = ("s1kit", "torch", "transformers", "tokenizers", "numpy")
 """The packages a seeded run's results depend on (named with their versions in the report)."""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines file the demo's stages wrote (blank lines skipped)."""
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def plot_loss(log_path: Path, out_png: Path) -> list[tuple[int, float]]:
