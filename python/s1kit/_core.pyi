@@ -135,9 +135,28 @@ class BudgetBatch:
         redirect: npt.NDArray[Any],
         ban: npt.NDArray[np.int32],
         rows: npt.NDArray[Any] | None = None,
-    ) -> None:
+        *,
+        stop_finished: bool = False,
+    ) -> tuple[int, int]:
         """Mask mode, before sampling: forced token, or the redirect token (or -1) that replaces the
-        attempts to end, which are the banned ids (-1 padded) whose probability it receives."""
+        attempts to end, which are the banned ids (-1 padded) whose probability it receives. With
+        ``stop_finished``, done and error rows get their first EOS id forced; returns how many rows
+        were stopped, ``(done, error)``."""
+    def mask_logits(
+        self,
+        logits: npt.NDArray[Any],
+        logit_rows: npt.NDArray[Any],
+        flags: npt.NDArray[np.uint8],
+        rows: npt.NDArray[Any] | None = None,
+        *,
+        stop_finished: bool = True,
+        forced_logit: float | None = None,
+        temperature: npt.NDArray[np.float64] | None = None,
+        uniform: npt.NDArray[np.float64] | None = None,
+    ) -> tuple[int, int, int, int, int]:
+        """Mask mode applied in place to float32/float64 host logits (entry ``i``: slot ``rows[i]``,
+        logits row ``logit_rows[i]``), redirect flags written to ``flags``; returns ``(forced,
+        redirected, flagged, stopped_done, stopped_error)`` entry counts. Nothing is edited on error."""
     def advance(
         self,
         emitted: npt.NDArray[Any],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,25 @@ class Accounting:
 
 
 IntArray = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+
+class Stopped(NamedTuple):
+    """Rows :meth:`BudgetBatch.mask` stopped with EOS (``stop_finished``): done, in their error phase."""
+
+    done: int
+    error: int
+
+
+class HostEdit(NamedTuple):
+    """What one :meth:`BudgetBatch.mask_logits` call did, in entries: rows with a token forced, rows
+    with a redirect, flags set to 1 (0: every flag is 0), rows stopped with EOS because they are
+    done, and because they are in their error phase."""
+
+    forced: int
+    redirected: int
+    flagged: int
+    stopped_done: int
+    stopped_error: int
 
 
 class BudgetBatch:
@@ -143,13 +162,51 @@ class BudgetBatch:
         redirect_B: IntArray,
         ban_BK: npt.NDArray[np.int32],
         rows: IntArray | None = None,
-    ) -> None:
+        *,
+        stop_finished: bool = False,
+    ) -> Stopped:
         """Mask mode, before sampling: per entry a token to force (``force_B[i] >= 0``), or the
         attempts to end thinking (``ban_BK[i]``, padded with -1) and the token that replaces them
         (``redirect_B[i]``; -1: none). The stack bans them, gives their probability to the redirect
         token and tells :meth:`advance` whether an emission of it stands for the end attempt;
-        :func:`s1kit.budget.adapters.masking.apply_mask` does both."""
-        self._inner.mask(force_B, redirect_B, ban_BK, rows)
+        :func:`s1kit.budget.adapters.masking.apply_mask` does both.
+
+        ``stop_finished``: a row that is done or in its error phase gets its spec's first EOS id as
+        the token to force (nothing for a spec without EOS ids), so that a stack that ends requests
+        on EOS stops it (without it such rows get nothing). Returns how many rows were stopped."""
+        return Stopped(*self._inner.mask(force_B, redirect_B, ban_BK, rows, stop_finished=stop_finished))
+
+    def mask_logits(
+        self,
+        logits_BV: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+        logit_rows_N: IntArray,
+        flags_N: npt.NDArray[np.uint8],
+        rows: IntArray | None = None,
+        *,
+        stop_finished: bool = True,
+        forced_logit: float | None = None,
+        temperature_N: npt.NDArray[np.float64] | None = None,
+        uniform_N: npt.NDArray[np.float64] | None = None,
+    ) -> HostEdit:
+        """Mask mode on logits in host memory, in one call: entry ``i`` is slot ``rows[i]`` (default:
+        slot ``i``) and edits row ``logit_rows_N[i]`` of ``logits_BV`` (a writeable, C-contiguous
+        float32 or float64 numpy array, e.g. ``tensor.numpy()`` of CPU logits) in place, exactly as
+        :meth:`mask` followed by :func:`s1kit.budget.adapters.masking.apply_mask` would (the same
+        cells and values; the Rust module ``s1kit_core::budget::edit`` documents the rule), and
+        writes each entry's redirect flag into ``flags_N`` (uint8, one per entry) for
+        :meth:`advance`.
+
+        ``stop_finished`` as in :meth:`mask` (on by default here: the engine adapters stop finished
+        rows); ``forced_logit``: ``None`` fills a forced row with ``-inf`` and gives the forced token
+        0, a value (e.g. ``masking.FORCED_LOGIT``) sets the forced cell only; ``temperature_N``: per
+        entry, the temperature of a sampled row (> 0) or 0 for a greedy one (default: all greedy);
+        ``uniform_N``: per entry, a uniform draw in ``[0, 1)`` that decides a sampled row's end
+        attempt. Every argument is checked before the first write: on error nothing is edited."""
+        done = self._inner.mask_logits(
+            logits_BV, logit_rows_N, flags_N, rows, stop_finished=stop_finished,
+            forced_logit=forced_logit, temperature=temperature_N, uniform=uniform_N,
+        )  # fmt: skip
+        return HostEdit(*done)
 
     def advance(
         self,

@@ -6,7 +6,10 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use s1kit_core::budget::{BudgetBatch, BudgetSpec, CompiledSpec, MaskOut, RowState};
+use s1kit_core::budget::{
+    BudgetBatch, BudgetSpec, CompiledSpec, EditOptions, EditSummary, ForcedWrite, Logit, MaskOut,
+    RowState,
+};
 
 use crate::to_py_err;
 
@@ -258,6 +261,7 @@ pub struct PyBudgetBatch {
     pub(crate) inner: BudgetBatch,
     tokens: Vec<i64>,
     rows: Vec<u32>,
+    logit_rows: Vec<u32>,
     out: Vec<i32>,
     redirect: Vec<i32>,
     flags: Vec<u8>,
@@ -279,6 +283,7 @@ impl PyBudgetBatch {
             inner,
             tokens: Vec::new(),
             rows: Vec::new(),
+            logit_rows: Vec::new(),
             out: Vec::new(),
             redirect: Vec::new(),
             flags: Vec::new(),
@@ -363,14 +368,15 @@ impl PyBudgetBatch {
         write_out(out, "out", &self.out)
     }
 
-    #[pyo3(signature = (force, redirect, ban, rows=None))]
+    #[pyo3(signature = (force, redirect, ban, rows=None, *, stop_finished=false))]
     fn mask(
         &mut self,
         force: &Bound<'_, PyAny>,
         redirect: &Bound<'_, PyAny>,
         ban: &Bound<'_, PyArray2I32>,
         rows: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+        stop_finished: bool,
+    ) -> PyResult<(usize, usize)> {
         let has_rows = read_rows(rows, &mut self.rows)?;
         let n = if has_rows {
             self.rows.len()
@@ -390,16 +396,21 @@ impl PyBudgetBatch {
         self.out.resize(n, -1);
         self.redirect.clear();
         self.redirect.resize(n, -1);
+        // as_slice_mut also lends Fortran-ordered arrays, whose cells are not where row-major reads them.
+        let c_order = ban_rw.is_c_contiguous();
         let ban_slice = ban_rw
             .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("ban must be C-contiguous and writeable"))?;
+            .ok()
+            .filter(|_| c_order)
+            .ok_or_else(|| PyValueError::new_err("ban must be C-contiguous and writeable"))?;
         let r = if has_rows {
             Some(self.rows.as_slice())
         } else {
             None
         };
-        self.inner
-            .mask(
+        let stopped = self
+            .inner
+            .mask_stopping(
                 r,
                 n,
                 MaskOut {
@@ -408,11 +419,74 @@ impl PyBudgetBatch {
                     ban: ban_slice,
                     width,
                 },
+                stop_finished,
             )
             .map_err(to_py_err)?;
         drop(ban_rw);
         write_out(force, "force", &self.out)?;
-        write_out(redirect, "redirect", &self.redirect)
+        write_out(redirect, "redirect", &self.redirect)?;
+        Ok(stopped)
+    }
+
+    #[pyo3(signature = (logits, logit_rows, flags, rows=None, *, stop_finished=true,
+        forced_logit=None, temperature=None, uniform=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn mask_logits(
+        &mut self,
+        logits: &Bound<'_, PyAny>,
+        logit_rows: &Bound<'_, PyAny>,
+        flags: &Bound<'_, PyArray1<u8>>,
+        rows: Option<&Bound<'_, PyAny>>,
+        stop_finished: bool,
+        forced_logit: Option<f64>,
+        temperature: Option<PyReadonlyArray1<'_, f64>>,
+        uniform: Option<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<(usize, usize, usize, usize, usize)> {
+        let mut tmp = Vec::new();
+        read_tokens(logit_rows, "logit_rows", &mut tmp)?;
+        self.logit_rows.clear();
+        for &r in &tmp {
+            self.logit_rows.push(u32::try_from(r).map_err(|_| {
+                PyValueError::new_err(format!("logit_rows holds {r}: rows are >= 0"))
+            })?);
+        }
+        let has_rows = read_rows(rows, &mut self.rows)?;
+        let temperature = temperature
+            .as_ref()
+            .map(|t| contiguous(t, "temperature"))
+            .transpose()?;
+        let uniform = uniform
+            .as_ref()
+            .map(|u| contiguous(u, "uniform"))
+            .transpose()?;
+        let options = EditOptions {
+            stop_finished,
+            forced: forced_logit.map_or(ForcedWrite::Fill, ForcedWrite::Cell),
+            temperature,
+            uniform,
+        };
+        let mut flags_rw = flags.try_readwrite().map_err(|e| borrow_err("flags", e))?;
+        let flags = flags_rw
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("flags must be C-contiguous and writeable"))?;
+        let slots = has_rows.then_some(self.rows.as_slice());
+        let s = if let Ok(a) = logits.cast::<numpy::PyArray2<f32>>() {
+            edit_with(&self.inner, a, slots, &self.logit_rows, &options, flags)?
+        } else if let Ok(a) = logits.cast::<numpy::PyArray2<f64>>() {
+            edit_with(&self.inner, a, slots, &self.logit_rows, &options, flags)?
+        } else {
+            return Err(PyTypeError::new_err(
+                "logits must be a two-dimensional numpy array of float32 or float64 (rows, vocab); \
+                 other dtypes and device tensors go through s1kit.budget.adapters.masking.apply_mask",
+            ));
+        };
+        Ok((
+            s.forced,
+            s.redirected,
+            s.flagged,
+            s.stopped_done,
+            s.stopped_error,
+        ))
     }
 
     #[pyo3(signature = (emitted, rows=None, redirected=None))]
@@ -508,6 +582,31 @@ impl PyBudgetBatch {
 }
 
 type PyArray2I32 = numpy::PyArray2<i32>;
+
+/// [`BudgetBatch::mask_logits`] on a writeable, C-contiguous `(rows, vocab)` array.
+fn edit_with<F: Logit + numpy::Element>(
+    batch: &BudgetBatch,
+    logits: &Bound<'_, numpy::PyArray2<F>>,
+    slots: Option<&[u32]>,
+    logit_rows: &[u32],
+    options: &EditOptions<'_>,
+    flags: &mut [u8],
+) -> PyResult<EditSummary> {
+    let mut rw = logits
+        .try_readwrite()
+        .map_err(|e| borrow_err("logits", e))?;
+    let vocab = rw.shape()[1];
+    // as_slice_mut also lends Fortran-ordered arrays, whose cells are not where row-major reads them.
+    let c_order = rw.is_c_contiguous();
+    let data = rw.as_slice_mut().ok().filter(|_| c_order).ok_or_else(|| {
+        PyValueError::new_err(
+            "logits must be C-contiguous and writeable (a (rows, vocab) array; use np.ascontiguousarray)",
+        )
+    })?;
+    batch
+        .mask_logits(slots, logit_rows, data, vocab, options, flags)
+        .map_err(to_py_err)
+}
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBudgetSpec>()?;

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::row::{Plan, RowState};
+use super::row::{Phase, Plan, RowState};
 use super::spec::CompiledSpec;
 use crate::error::{Error, Result};
 
@@ -210,6 +210,16 @@ impl BudgetBatch {
         Ok(())
     }
 
+    /// The spec and state of the row in `slot`, if any (`slot` must be inside the batch).
+    pub(crate) fn row(&self, slot: usize) -> Option<(&CompiledSpec, &RowState)> {
+        self.slots[slot].as_ref().map(|r| (&*r.spec, &r.state))
+    }
+
+    /// Check a per-step call's entries: `n` of them, one per slot or one per slot in `rows`.
+    pub(crate) fn check_entries(&self, n: usize, rows: Option<&[u32]>) -> Result<()> {
+        self.entries(n, rows)
+    }
+
     /// The spec of the row in `slot`, if any.
     pub fn spec(&self, slot: usize) -> Option<&Arc<CompiledSpec>> {
         self.slots.get(slot)?.as_ref().map(|r| &r.spec)
@@ -300,6 +310,19 @@ impl BudgetBatch {
     /// draw with the end attempts' share of the pooled probability); it passes that flag to
     /// [`Self::advance`]. Reads state only.
     pub fn mask(&self, rows: Option<&[u32]>, n: usize, out: MaskOut<'_>) -> Result<()> {
+        self.mask_stopping(rows, n, out, false).map(|_| ())
+    }
+
+    /// [`Self::mask`]; with `stop_finished`, a row that is done or in its error phase gets its
+    /// spec's first EOS id as the token to force (none without EOS ids), so that a stack that ends a
+    /// request on EOS stops it. Returns how many rows were stopped, `(done, error)`.
+    pub fn mask_stopping(
+        &self,
+        rows: Option<&[u32]>,
+        n: usize,
+        out: MaskOut<'_>,
+        stop_finished: bool,
+    ) -> Result<(usize, usize)> {
         self.entries(n, rows)?;
         let need = self.ban_width();
         if out.force.len() != n || out.redirect.len() != n || out.ban.len() != n * out.width {
@@ -317,6 +340,7 @@ impl BudgetBatch {
             )));
         }
         out.ban.fill(-1);
+        let mut stopped = (0, 0);
         for i in 0..n {
             let slot = rows.map_or(i, |r| r[i] as usize);
             out.force[i] = -1;
@@ -325,7 +349,17 @@ impl BudgetBatch {
                 continue;
             };
             match row.state.plan(&row.spec) {
-                Plan::Idle => {}
+                Plan::Idle => match row.state.stop_token(&row.spec) {
+                    Some(eos) if stop_finished => {
+                        out.force[i] = eos as i32;
+                        if row.state.phase == Phase::Error {
+                            stopped.1 += 1;
+                        } else {
+                            stopped.0 += 1;
+                        }
+                    }
+                    _ => {}
+                },
                 Plan::Force(t) => out.force[i] = t as i32,
                 Plan::Free(redirect) => {
                     let Some(target) = row.state.redirect_target(&row.spec, redirect) else {
@@ -333,26 +367,15 @@ impl BudgetBatch {
                     };
                     out.redirect[i] = target as i32;
                     let ban = &mut out.ban[i * out.width..(i + 1) * out.width];
-                    let c = &row.spec;
                     let mut k = 0;
-                    let mut put = |t: u32| {
-                        if row.state.triggers(c, redirect, t) {
-                            ban[k] = t as i32;
-                            k += 1;
-                        }
-                    };
-                    for &t in c.eos() {
-                        put(t);
-                    }
-                    for &t in c.matcher().end_tokens(row.state.matcher_state) {
-                        if !c.is_eos(t) {
-                            put(t);
-                        }
-                    }
+                    row.state.for_each_ban(&row.spec, redirect, |t| {
+                        ban[k] = t as i32;
+                        k += 1;
+                    });
                 }
             }
         }
-        Ok(())
+        Ok(stopped)
     }
 
     /// Mask mode, after sampling: the tokens the stack emitted under the last [`Self::mask`], and per

@@ -67,7 +67,9 @@
 //!   the pooled probability. A flagged emission of the redirect token is counted as the end attempt
 //!   and forces the rest of the extension (or answer prefix); an unflagged one is the model's own
 //!   token (e.g. a "Wait" the model wrote itself, not counted). `s1kit.budget.adapters.masking::
-//!   apply_mask` is that edit; it touches only the banned and redirect cells.
+//!   apply_mask` is that edit; it touches only the banned and redirect cells. Where the logits
+//!   are in host memory, [`BudgetBatch::mask_logits`] (module [`edit`]) plans, edits and writes
+//!   the flags in one call.
 //!
 //!   For greedy decoding mask mode emits exactly the tokens and accounting of override mode, except
 //!   when the row's largest logit is tied exactly between an end attempt and a token other than the
@@ -82,12 +84,14 @@
 //!   prefix that holds an EOS id.
 
 pub mod batch;
+pub mod edit;
 pub mod matcher;
 pub mod row;
 pub mod spec;
 pub mod tables;
 
 pub use batch::{BudgetBatch, MaskOut};
+pub use edit::{EditOptions, EditSummary, ForcedWrite, Logit};
 pub use matcher::Matcher;
 pub use row::{Forcing, Phase, Plan, Redirect, RowError, RowState};
 pub use spec::{BudgetSpec, CompiledSpec};

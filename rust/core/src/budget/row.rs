@@ -229,6 +229,30 @@ impl RowState {
         }
     }
 
+    /// Call `f` with every token that would trigger `redirect` now (the end attempts mask mode
+    /// bans): the EOS ids first, then the tokens that would complete an end delimiter, each once.
+    pub fn for_each_ban(&self, c: &CompiledSpec, redirect: Redirect, mut f: impl FnMut(u32)) {
+        for &t in c.eos() {
+            if self.triggers(c, redirect, t) {
+                f(t);
+            }
+        }
+        for &t in c.matcher().end_tokens(self.matcher_state) {
+            if !c.is_eos(t) && self.triggers(c, redirect, t) {
+                f(t);
+            }
+        }
+    }
+
+    /// The token that stops this row once it is done or in its error phase, in a stack that ends a
+    /// request on EOS: the spec's first EOS id (`None` for other phases, or a spec without EOS).
+    pub fn stop_token(&self, c: &CompiledSpec) -> Option<u32> {
+        match self.phase {
+            Phase::Done | Phase::Error => c.eos().first().copied(),
+            _ => None,
+        }
+    }
+
     /// The first token that `redirect` would force instead.
     pub fn redirect_target(&self, c: &CompiledSpec, redirect: Redirect) -> Option<u32> {
         match redirect {
