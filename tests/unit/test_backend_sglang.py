@@ -140,7 +140,7 @@ def test_backend_over_the_standin_equals_own_engine(saved: tuple[Path, Any]) -> 
 
 def test_without_flags_generate_refuses(saved: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """An SGLang that does not return customized_info: no exact accounting, so a clear error."""
-    monkeypatch.setattr(adapter.BudgetRegistry, "_report", lambda self, *report_args: None)
+    monkeypatch.setattr(adapter, "_flag_list", lambda req: None)  # requests without customized_info
     reqs = cross_engine_requests(saved[1])[:3]
     with pytest.raises(S1kitError, match=r"no budget redirect flags .*SGLang 0.5.23"):
         standin_backend(*saved).generate(reqs)

@@ -7,8 +7,9 @@ argmax and lets the core replace it; mask mode edits the logits with the shared
 Both must emit the same tokens with the same accounting, step for step, on random specs, prompts
 and models, including an EOS or an end delimiter at every phase and every point of the extension
 count (the vocabulary is tiny, and the model's bias towards EOS and delimiters is drawn too). Both
-edit paths run: numpy on the CPU logits' memory with forced rows filled with -inf (the default),
-and the torch ops (what runs on a GPU) with one forced cell set to ``FORCED_LOGIT`` (vLLM, SGLang).
+edit paths run: the core's host edit (``BudgetBatch.mask_logits``, what the adapters use for CPU
+logits) with forced rows filled with -inf, and the torch ops (what runs on a GPU) with one forced
+cell set to ``FORCED_LOGIT`` (vLLM, SGLang).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s1kit.budget import BudgetBatch, BudgetSpec, Phase
-from s1kit.budget.adapters import masking
 from s1kit.budget.adapters.masking import FORCED_LOGIT, apply_mask
 from tests.unit.budget_reference import RefSpec
 from tests.unit.test_budget_equivalence import V, specs
@@ -37,7 +37,7 @@ def stand_in_logits(seed: int, stream: list[int], bias: list[float]) -> torch.Te
     return torch.from_numpy(x)
 
 
-# (numpy edit on the host, forced_logit): the two ways the adapters edit.
+# (the core's host edit, forced_logit): the two ways the adapters edit.
 EDITS = [(True, None), (False, FORCED_LOGIT)]
 
 
@@ -59,15 +59,15 @@ def run(
             break  # a request ends when its row is done
         logits = stand_in_logits(seed, stream, bias)
         if mask:
-            batch.mask(force, redirect, ban)
             edited = logits[None].clone()
-            host, masking.HOST_EDIT = masking.HOST_EDIT, edit[0]
-            try:
-                taken = apply_mask(edited, rows, force, redirect, ban, forced_logit=edit[1])
-            finally:
-                masking.HOST_EDIT = host
+            if edit[0]:
+                flags = np.zeros(1, np.uint8)
+                batch.mask_logits(edited.numpy(), rows, flags, forced_logit=edit[1], stop_finished=False)
+            else:
+                batch.mask(force, redirect, ban)
+                flags = apply_mask(edited, rows, force, redirect, ban, forced_logit=edit[1]).numpy()
             t = int(torch.argmax(edited[0]))
-            batch.advance(np.asarray([t], np.int64), None, taken.numpy())
+            batch.advance(np.asarray([t], np.int64), None, flags)
         else:
             t = int(torch.argmax(logits))
             batch.step(np.asarray([t], np.int64), out)

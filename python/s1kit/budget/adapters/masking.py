@@ -37,20 +37,23 @@ temperature up to ``1e6``, ``exp((x - 1e9) / T)`` is exactly 0 in float32 and bf
 forced token has probability 1 and top-k, top-p and min-p keep only it. Logits of other dtypes (float16, whose
 largest value is 65504) get the ``-inf`` fill instead, since ``1e9`` would overflow to ``inf``.
 
-On CPU, a call in which no entry is sampled edits float32/float64 logits through numpy on the
-tensor's own memory (:data:`HOST_EDIT`): the same cells, comparisons and values as the torch ops,
-in far fewer dispatcher calls. Everywhere else (a GPU, sampled entries) the torch ops run.
+The engine adapters run a whole step through :class:`MaskStep`: where the logits are in host
+memory (a CPU build of the engine; float32 or float64, :data:`HOST_EDIT`), one core call plans
+every row, stops the finished ones, edits the cells and writes the flags
+(:meth:`BudgetBatch.mask_logits`: the same cells, comparisons and values as :func:`apply_mask`, in
+Rust); elsewhere (a GPU, bfloat16) :meth:`BudgetBatch.mask` and :func:`apply_mask` run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from s1kit.budget.batch import BudgetBatch
+from s1kit.budget.batch import BudgetBatch, Stopped
 
 # A forced token's logit where one cell is set (see the module docstring): every other finite logit
 # then has probability exactly 0 after temperature and normalization (vLLM's own thinking budget
@@ -66,18 +69,22 @@ class MaskBuffers:
         self.resize(capacity, width)
 
     def resize(self, capacity: int, width: int) -> None:
+        self.stopped = Stopped(0, 0)
         self.force = np.empty(capacity, np.int64)
         self.redirect = np.empty(capacity, np.int64)
         self.ban = np.empty((capacity, max(width, 1)), np.int32)
 
-    def run(self, batch: BudgetBatch, slots_N: npt.NDArray[np.int64]) -> tuple[np.ndarray, ...]:
-        """Mask the slots ``slots_N``; returns views ``(force_N, redirect_N, ban_NK)``."""
+    def run(
+        self, batch: BudgetBatch, slots_N: npt.NDArray[np.int64], *, stop_finished: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """Mask the slots ``slots_N``; returns views ``(force_N, redirect_N, ban_NK)``. The rows
+        ``stop_finished`` stopped (:meth:`BudgetBatch.mask`) are in :attr:`stopped` afterwards."""
         n = len(slots_N)
         width = max(batch.ban_width, 1)
         if n > len(self.force) or width > self.ban.shape[1]:
             self.resize(max(n, len(self.force)), max(width, self.ban.shape[1]))
         force, redirect, ban = self.force[:n], self.redirect[:n], self.ban[:n]
-        batch.mask(force, redirect, ban, slots_N)
+        self.stopped = batch.mask(force, redirect, ban, slots_N, stop_finished=stop_finished)
         return force, redirect, ban
 
 
@@ -114,22 +121,10 @@ def force_tokens(
     logits_BV[r, t] = 0.0
 
 
-# CPU logits of these dtypes, when no entry is sampled, are edited through numpy on the same memory:
-# the same cells, comparisons and values as the torch ops below, in far fewer dispatcher calls (tests
-# switch this off to run the torch path on CPU too).
+# Host logits of these dtypes are edited by the core (MaskStep); tests switch this off to run the
+# torch path on CPU too.
 HOST_EDIT = True
 _HOST_DTYPES = (torch.float32, torch.float64)
-
-
-def _edit_greedy_on_host(
-    flat_V: np.ndarray, cells_RC: np.ndarray, lower_RK: np.ndarray, banned_RC: np.ndarray
-) -> np.ndarray:
-    """The greedy redirect edit of :func:`apply_mask` on a numpy view of the logits; the flags."""
-    cells = flat_V[cells_RC]
-    x_t, x_b = cells[:, :1], cells[:, 1:]
-    flag = ((x_b > x_t) | ((x_b == x_t) & lower_RK)).any(1)
-    flat_V[cells_RC] = np.where(banned_RC, -np.inf, cells.max(1)[:, None])
-    return flag
 
 
 def apply_mask(
@@ -177,20 +172,6 @@ def apply_mask(
     # Per banned cell, whether its id is below the redirect token's (padding: equal, so never).
     lower_np = cols_np[:, 1:] < target[:, None]
     banned_np = np.concatenate([np.zeros((len(idx), 1), np.bool_), keep], 1)
-    if (
-        HOST_EDIT
-        and contiguous
-        and dev.type == "cpu"
-        and logits_BV.dtype in _HOST_DTYPES
-        and not logits_BV.requires_grad
-        and (sample_N is None or not np.count_nonzero(sample_N[idx]))
-    ):
-        flag_R = _edit_greedy_on_host(logits_BV.numpy().reshape(-1), cells_np, lower_np, banned_np)
-        if every:
-            return torch.from_numpy(flag_R)
-        flag_N = np.zeros(n, np.bool_)
-        flag_N[idx] = flag_R
-        return torch.from_numpy(flag_N)
     flat = logits_BV.view(-1) if contiguous else None
     at = torch.from_numpy(cells_np).to(dev)
     lower = torch.from_numpy(lower_np).to(dev)
@@ -232,6 +213,89 @@ def apply_mask(
     return flags_N
 
 
+class StepFlags(NamedTuple):
+    """What :meth:`MaskStep.run` leaves to the adapter: the entries' redirect flags (a host array
+    from the core's host edit, a tensor on the logits' device otherwise; ``None`` when every flag is
+    known to be 0: no entry had a redirect, or the host edit set none) and how many rows it stopped
+    because they are in their error phase."""
+
+    flags_N: np.ndarray | torch.Tensor | None
+    errors: int
+    # With device flags: which entries had a redirect (the others' flags are 0); None otherwise.
+    redirected_N: np.ndarray | None = None
+
+
+class MaskStep:
+    """One mask-mode decode step of an engine adapter on its ``(B, V)`` logits: plan the governed
+    rows, stop the finished ones (done or in the error phase: their first EOS id is forced, so that
+    the engine's own EOS check ends the request), edit, and return the redirect flags.
+
+    Host logits (CPU, float32 or float64, C-contiguous, not requiring grad; :data:`HOST_EDIT`) take
+    one core call (:meth:`BudgetBatch.mask_logits`); other logits (a GPU, bfloat16)
+    :meth:`BudgetBatch.mask` then :func:`apply_mask` or :func:`force_tokens`. Both edit the same
+    cells with the same values and decide a greedy row's flag alike. A sampled row's end attempt is
+    decided by a uniform draw: from a numpy generator on the host path, from a torch generator on
+    the logits' device otherwise, each seeded 0 when the ``MaskStep`` is made.
+    """
+
+    def __init__(self, capacity: int, *, forced_logit: float | None = FORCED_LOGIT) -> None:
+        self.forced_logit = forced_logit
+        self._buffers = MaskBuffers(capacity, 1)
+        self._flags = np.zeros(capacity, np.uint8)
+        self._rng = np.random.default_rng(0)
+        self._generator: torch.Generator | None = None
+
+    def run(
+        self,
+        batch: BudgetBatch,
+        logits_BV: torch.Tensor,
+        slots_N: npt.NDArray[np.int64],
+        rows_N: npt.NDArray[np.int64],
+        temperature_N: npt.NDArray[np.float64] | None,
+    ) -> StepFlags:
+        """Edit logits row ``rows_N[i]`` for slot ``slots_N[i]`` in place; ``temperature_N``: per
+        entry, the temperature the stack samples that row at after this edit (<= 1e-5: greedy;
+        ``None``: every row is greedy)."""
+        n = len(slots_N)
+        if temperature_N is not None and not np.count_nonzero(temperature_N > 1e-5):
+            temperature_N = None
+        if (
+            HOST_EDIT
+            and logits_BV.is_cpu
+            and logits_BV.dtype in _HOST_DTYPES
+            and logits_BV.is_contiguous()
+            and not logits_BV.requires_grad
+        ):
+            if n > len(self._flags):
+                self._flags = np.zeros(2 * n, np.uint8)
+            flags = self._flags[:n]
+            if temperature_N is None:
+                edit = batch.mask_logits(
+                    logits_BV.numpy(), rows_N, flags, slots_N, forced_logit=self.forced_logit
+                )
+            else:
+                edit = batch.mask_logits(
+                    logits_BV.numpy(), rows_N, flags, slots_N, forced_logit=self.forced_logit,
+                    temperature_N=np.where(temperature_N > 1e-5, temperature_N, 0.0),
+                    uniform_N=self._rng.random(n),
+                )  # fmt: skip
+            return StepFlags(flags if edit.flagged else None, edit.stopped_error)
+        force, redirect, ban = self._buffers.run(batch, slots_N, stop_finished=True)
+        errors = self._buffers.stopped.error
+        if not np.count_nonzero(redirect >= 0):  # no end attempt to redirect: no flag
+            forced = force >= 0
+            if np.count_nonzero(forced):
+                force_tokens(logits_BV, rows_N[forced], force[forced], forced_logit=self.forced_logit)
+            return StepFlags(None, errors)
+        self._generator = generator_on(self._generator, logits_BV.device)
+        taken = apply_mask(
+            logits_BV, rows_N, force, redirect, ban,
+            sample_N=None if temperature_N is None else temperature_N > 1e-5,
+            temperature_N=temperature_N, generator=self._generator, forced_logit=self.forced_logit,
+        )  # fmt: skip
+        return StepFlags(taken, errors, redirect >= 0)
+
+
 class RedirectFlags:
     """Per slot, the flag :func:`apply_mask` returned at its last step, until that step's token is
     fed to :meth:`BudgetBatch.advance`. ``record`` keeps the device flags without a sync; ``take``
@@ -249,26 +313,36 @@ class RedirectFlags:
             grown[: len(self._flags)] = self._flags
             self._flags = grown
 
-    def record(self, slots_N: npt.NDArray[np.int64], taken_N: torch.Tensor) -> None:
-        """The flags :func:`apply_mask` returned for the slots ``slots_N`` this step."""
-        if len(slots_N):
+    def record(self, slots_N: npt.NDArray[np.int64], taken_N: torch.Tensor | np.ndarray) -> None:
+        """The flags :func:`apply_mask` (a tensor, kept until needed) or
+        :meth:`BudgetBatch.mask_logits` (a host array, copied now) gave the slots ``slots_N``."""
+        if not len(slots_N):
+            return
+        if isinstance(taken_N, np.ndarray):
+            self._resolve()  # keep the order of the steps
+            self._write(slots_N, taken_N)
+        else:
             self._pending.append((np.array(slots_N, np.int64), taken_N))
+
+    def _write(self, slots: npt.NDArray[np.int64], taken: np.ndarray) -> None:
+        try:
+            self._flags[slots] = taken
+        except IndexError:  # a slot beyond the array: grow it (rare), then write
+            self._fit(int(slots.max()))
+            self._flags[slots] = taken
+        self._set = True
 
     def _resolve(self) -> None:
         for slots, taken in self._pending:
-            try:
-                self._flags[slots] = taken.cpu().numpy()
-            except IndexError:  # a slot beyond the array: grow it (rare), then write
-                self._fit(int(slots.max()))
-                self._flags[slots] = taken.cpu().numpy()
-            self._set = True
+            self._write(slots, taken.cpu().numpy())
         self._pending.clear()
 
-    def take(self, slots: Iterable[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-        """The flags for the next token fed to each of ``slots`` (0 where none was recorded)."""
+    def take(self, slots: Iterable[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.uint8] | None:
+        """The flags for the next token fed to each of ``slots`` (0 where none was recorded);
+        ``None`` when no flag is set for any slot (all 0)."""
+        if not self._pending and not self._set:
+            return None
         s = slots if isinstance(slots, np.ndarray) else np.fromiter(slots, np.int64)
-        if not self._pending and not self._set:  # no flag is set anywhere
-            return np.zeros(len(s), np.uint8)
         self._resolve()
         try:
             out = self._flags[s]  # a copy (fancy indexing)

@@ -61,22 +61,15 @@ Shapes: ``B`` rows in the call, ``V`` vocabulary.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import (
-    FORCED_LOGIT,
-    MaskBuffers,
-    RedirectFlags,
-    apply_mask,
-    force_tokens,
-    generator_on,
-)
+from s1kit.budget.adapters.masking import FORCED_LOGIT, MaskStep, RedirectFlags, StepFlags
 from s1kit.budget.adapters.params import KEY, spec_from_params
-from s1kit.budget.batch import BudgetBatch, Phase
+from s1kit.budget.batch import BudgetBatch
 
 try:  # The adapter runs (and is tested) without SGLang; inside SGLang it is a real subclass.
     from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor as _SglangProcessor
@@ -87,7 +80,6 @@ __all__ = ["KEY", "REDIRECT_INFO", "BudgetForcingLogitProcessor", "BudgetRegistr
 
 # The request's ``customized_info`` key holding the per-token redirect flags (see the module doc).
 REDIRECT_INFO = "s1kit_redirect"
-_DONE = int(Phase.DONE)
 _NO_INFO = object()
 
 
@@ -107,6 +99,20 @@ class _PendingFlag:
         return (int, (int(self),))
 
 
+def _flag_list(req: Any) -> list[Any] | None:
+    """The request's redirect-flag list, ``customized_info[REDIRECT_INFO]``, made if missing (None
+    for an SGLang release whose requests have no ``customized_info``)."""
+    info: Any = getattr(req, "customized_info", _NO_INFO)
+    if info is _NO_INFO:
+        return None
+    if info is None:
+        info = req.customized_info = {}
+    entries = info.get(REDIRECT_INFO)
+    if entries is None:
+        entries = info[REDIRECT_INFO] = []
+    return entries
+
+
 def _temperature(req: Any) -> float:
     """The request's sampling temperature (0: greedy), from SGLang's request object. SGLang stores
     a greedy request (temperature 0) as temperature 1 with ``top_k == 1``."""
@@ -118,12 +124,14 @@ def _temperature(req: Any) -> float:
 
 class _Rows(NamedTuple):
     """What one call's params give: the slot per row (-1: not governed), the governed rows, their
-    slots and their requests (weak proxies)."""
+    slots, their requests (weak proxies) and their redirect-flag lists (in ``customized_info``)."""
 
     slots: np.ndarray
     rows: np.ndarray
     governed: np.ndarray
     reqs: list[Any]
+    entries: list[list[Any]]
+    temperature: np.ndarray | None  # per governed row (None: every row is greedy)
 
 
 class BudgetRegistry:
@@ -145,10 +153,15 @@ class BudgetRegistry:
         self._ones: dict[int, set[int]] = {}  # slot -> output positions fed with redirect flag 1
         self._fed = np.zeros(capacity, np.int64)  # slot -> output tokens fed to the core
         self._temperature = np.zeros(capacity, np.float64)  # slot -> sampling temperature (0: greedy)
-        self._eos = np.full(capacity, -1, np.int64)  # slot -> the token that stops a finished row
         self._taken = RedirectFlags()  # per slot: did the last mask take its redirect
-        self._generator: torch.Generator | None = None
-        self._buffers = MaskBuffers(capacity, 1)
+        self._step = MaskStep(capacity, forced_logit=FORCED_LOGIT)
+        # slot -> its request's customized_info[REDIRECT_INFO] list, made on admission (the dict
+        # SGLang keeps per request, created once); a list of its own where the release has no
+        # customized_info (self._info False: nothing is reported).
+        self._entries: dict[int, list[Any]] = {}
+        self._info = True
+        self._pending: list[int] = []  # slots whose last entry is a _PendingFlag (device flags)
+        self._new_rows = True  # the rows changed since the last report
         # The previous call's params: their ids, the dicts themselves (so that the ids stay unique)
         # and what was derived from them (see _Rows).
         self._last: tuple[list[int], list[Any], _Rows] | None = None
@@ -173,7 +186,6 @@ class BudgetRegistry:
         extra = new.capacity - old.capacity
         self._fed = np.concatenate([self._fed, np.zeros(extra, np.int64)])
         self._temperature = np.concatenate([self._temperature, np.zeros(extra, np.float64)])
-        self._eos = np.concatenate([self._eos, np.full(extra, -1, np.int64)])
 
     def _collect_dead(self) -> None:
         for slot, req in list(self._req.items()):
@@ -186,23 +198,24 @@ class BudgetRegistry:
         self._last = None
         self._batch.remove(slot)
         del self._slot[self._rid.pop(slot)], self._req[slot], self._specs[slot], self._ones[slot]
-        self._fed[slot], self._eos[slot] = 0, -1
+        del self._entries[slot]
+        self._fed[slot] = 0
         self._taken.drop(slot)
-
-    def same_rows(self, params_B: Sequence[dict[str, Any] | None]) -> bool:
-        """Whether ``params_B`` are the previous call's params dicts, in the same order."""
-        last = self._last
-        return last is not None and last[0] == list(map(id, params_B))
 
     def slots_for(self, params_B: Sequence[dict[str, Any] | None]) -> np.ndarray:
         """Slot per row (-1: the row does not use budget forcing); admits new requests."""
         return self._rows_for(params_B).slots
 
-    def _rows_for(self, params_B: Sequence[dict[str, Any] | None]) -> _Rows:
+    def _rows_for(
+        self, params_B: Sequence[dict[str, Any] | None], on_new_rows: Callable[[], None] | None = None
+    ) -> _Rows:
         ids = list(map(id, params_B))
         last = self._last
         if last is not None and last[0] == ids:
             return last[2]
+        if on_new_rows is not None:
+            on_new_rows()
+        self._new_rows = True
         slots = np.full(len(params_B), -1, np.int64)
         seen: set[str] = set()
         for i, params in enumerate(params_B):
@@ -234,7 +247,13 @@ class BudgetRegistry:
             slots[i] = slot
         rows = np.nonzero(slots >= 0)[0]
         governed = slots[rows]
-        found = _Rows(slots, rows, governed, [self._req[s] for s in governed.tolist()])
+        listed = governed.tolist()
+        entries = [self._entries[s] for s in listed]
+        temp = self._temperature[governed]
+        found = _Rows(
+            slots, rows, governed, [self._req[s] for s in listed], entries,
+            temp if np.count_nonzero(temp > 1e-5) else None,
+        )  # fmt: skip
         self._last = (ids, list(params_B), found)
         return found
 
@@ -254,7 +273,10 @@ class BudgetRegistry:
         self._batch.process_prompt(slot, list(req.origin_input_ids))
         self._slot[rid], self._rid[slot], self._req[slot] = slot, rid, req
         self._specs[slot], self._ones[slot] = spec, set()
-        self._fed[slot], self._eos[slot], self._temperature[slot] = 0, spec.eos[0], _temperature(req)
+        self._fed[slot], self._temperature[slot] = 0, _temperature(req)
+        entries = _flag_list(req)
+        self._info = entries is not None
+        self._entries[slot] = [] if entries is None else entries
         self._taken.drop(slot)
         return slot
 
@@ -271,16 +293,17 @@ class BudgetRegistry:
         live = slots[slots >= 0]
         self._feed(live, [self._req[s] for s in live.tolist()])
 
-    def _feed(self, live: np.ndarray, reqs: list[Any]) -> None:
+    def _feed(self, live: np.ndarray, reqs: list[Any]) -> bool:
+        """Feed the rows; whether this was the usual step (each row gained exactly one token)."""
         if not len(live):
-            return
+            return True
         outs = [r.output_ids for r in reqs]
         lens = np.fromiter(map(len, outs), np.int64, len(outs))
         fed = self._fed[live]
-        if np.count_nonzero(lens - fed != 1) == 0:  # the usual step: one new token per row
+        if not np.count_nonzero(lens - fed != 1):  # the usual step: one new token per row
             toks = np.fromiter((o[-1] for o in outs), np.int64, len(outs))
-            self._advance(live, fed, toks)
-            return
+            self._advance(live, fed, toks, lens)
+            return True
         for k in np.nonzero(lens < fed)[0].tolist():  # retracted with input_embeds: output discarded
             self._restart(int(live[k]))
             fed[k] = 0
@@ -294,70 +317,78 @@ class BudgetRegistry:
             self._advance(rows, pos, toks)
             fed[sel] += 1
             more = lens > fed
+        return False
 
-    def _advance(self, rows: np.ndarray, pos: np.ndarray, toks: np.ndarray) -> None:
-        """Feed token ``toks[i]`` as output position ``pos[i]`` of slot ``rows[i]``."""
+    def _advance(
+        self, rows: np.ndarray, pos: np.ndarray, toks: np.ndarray, after: np.ndarray | None = None
+    ) -> None:
+        """Feed token ``toks[i]`` as output position ``pos[i]`` of slot ``rows[i]`` (``after``:
+        ``pos + 1``, when the caller has it)."""
         flags = self._taken.take(rows)
-        taken = np.count_nonzero(flags) > 0
-        self._batch.advance(toks, rows, flags if taken else None)
-        if taken:
+        if flags is None:
+            self._batch.advance(toks, rows)
+        else:
+            self._batch.advance(toks, rows, flags)
             for s, p in zip(rows[flags != 0].tolist(), pos[flags != 0].tolist(), strict=True):
                 self._ones[s].add(p)
-        self._fed[rows] = pos + 1
+        self._fed[rows] = pos + 1 if after is None else after
 
-    def process(self, logits_BV: torch.Tensor, params_B: Sequence[dict[str, Any] | None]) -> torch.Tensor:
+    def process(
+        self,
+        logits_BV: torch.Tensor,
+        params_B: Sequence[dict[str, Any] | None],
+        on_new_rows: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """One step: feed, edit ``logits_BV`` in place, report the flags. ``on_new_rows`` is called
+        first whenever the rows differ from the previous call's (the processor's engine checks)."""
         with self._lock:
-            found = self._rows_for(params_B)
+            found = self._rows_for(params_B, on_new_rows)
             rows, governed = found.rows, found.governed
-            self._feed(governed, found.reqs)
+            usual = self._feed(governed, found.reqs)
             if not len(rows):
                 return logits_BV
-            force, redirect, ban = self._buffers.run(self._batch, governed)
-            phase = self._batch.accounting().phase[governed]
-            stop = phase >= _DONE  # DONE or ERROR (governed rows are never EMPTY)
-            if np.count_nonzero(stop):  # finished budgets and error rows end with EOS
-                force[stop] = self._eos[governed[stop]]
-                redirect[stop] = -1
-            redirected = redirect >= 0
-            if not np.count_nonzero(redirected):  # no end attempt to redirect: no flag (take() reads 0)
-                forced = force >= 0
-                if np.count_nonzero(forced):
-                    force_tokens(logits_BV, rows[forced], force[forced], forced_logit=FORCED_LOGIT)
-                self._report(governed, None, redirected)
-                return logits_BV
             # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
-            temp = self._temperature[governed]
-            self._generator = generator_on(self._generator, logits_BV.device)
-            taken = apply_mask(
-                logits_BV, rows, force, redirect, ban, sample_N=temp > 1e-5, temperature_N=temp,
-                generator=self._generator, forced_logit=FORCED_LOGIT,
-            )  # fmt: skip
-            self._taken.record(governed, taken)
-            self._report(governed, taken, redirected)
+            step = self._step.run(self._batch, logits_BV, governed, rows, found.temperature)
+            if step.flags_N is not None:  # else no end attempt was redirected: take() reads 0
+                self._taken.record(governed, step.flags_N)
+            if self._info:  # else an SGLang release without customized_info
+                self._report(governed, found.entries, step, check=self._new_rows or not usual)
+            self._new_rows = False
             return logits_BV
 
-    def _report(self, slots: np.ndarray, taken_N: torch.Tensor | None, redirected_N: np.ndarray) -> None:
-        """Keep each request's flags in its ``customized_info`` (entry ``k``: output token ``k``);
-        ``taken_N``: this step's flags, pending on the device for the rows ``redirected_N`` marks
-        (None when none does: every flag is 0)."""
-        pending = redirected_N.tolist()
-        for i, (s, n) in enumerate(zip(slots.tolist(), self._fed[slots].tolist(), strict=True)):
-            req = self._req[s]
-            info: Any = getattr(req, "customized_info", _NO_INFO)
-            if info is _NO_INFO:  # an SGLang release without per-request customized_info
-                continue
-            if info is None:
-                info = req.customized_info = {}
-            entries = info.get(REDIRECT_INFO)
-            if entries is None:
-                entries = info[REDIRECT_INFO] = []
-            if len(entries) != n:  # a replay, or entries written elsewhere: rebuild from the fed flags
-                ones = self._ones[s]
+    def _report(self, slots: np.ndarray, entries_N: list[list[Any]], step: StepFlags, *, check: bool) -> None:
+        """Keep each request's flags in its ``customized_info`` list (entry ``k``: output token
+        ``k``). Host flags are final now; device flags are kept as a :class:`_PendingFlag` for the
+        rows ``step.redirected_N`` marks (the others are 0) and become ints once fed.
+
+        After each call every list has one entry per token fed plus the one being sampled, so a
+        usual step on the same rows (one new token each) keeps them aligned; ``check``: the rows
+        changed or were replayed, so lists are compared with the tokens fed and rebuilt."""
+        for s in self._pending:  # last step's device flags, fed since: ints (no device sync)
+            entries = self._entries.get(s)
+            if entries and type(entries[-1]) is _PendingFlag:
+                entries[-1] = int(len(entries) - 1 in self._ones[s])
+        self._pending = []
+        if check:
+            fed = self._fed[slots]
+            lens = np.fromiter(map(len, entries_N), np.int64, len(entries_N))
+            for k in np.nonzero(lens != fed)[0].tolist():  # rebuild from the fed flags
+                entries, n, ones = entries_N[k], int(fed[k]), self._ones[int(slots[k])]
                 del entries[n:]
-                entries.extend(int(k in ones) for k in range(len(entries), n))
-            elif n and type(entries[-1]) is _PendingFlag:  # last step's flag, now fed: an int
-                entries[-1] = int(n - 1 in self._ones[s])
-            entries.append(_PendingFlag(taken_N, i) if taken_N is not None and pending[i] else 0)
+                entries.extend(int(p in ones) for p in range(len(entries), n))
+        flags = step.flags_N
+        if flags is None:
+            for entries in entries_N:
+                entries.append(0)
+        elif isinstance(flags, np.ndarray):
+            for entries, f in zip(entries_N, flags.tolist(), strict=True):
+                entries.append(f)
+        else:
+            assert step.redirected_N is not None
+            for i, (entries, r) in enumerate(zip(entries_N, step.redirected_N.tolist(), strict=True)):
+                entries.append(_PendingFlag(flags, i) if r else 0)
+                if r:
+                    self._pending.append(int(slots[i]))
 
     def row_state(self, rid: str) -> dict[str, int | bool] | None:
         """The core's state of request ``rid`` (None when unknown or freed)."""
@@ -388,21 +419,24 @@ class BudgetForcingLogitProcessor(_SglangProcessor):
                 "SGLang passes one params dict per logits row"
             )
         # The engine's settings cannot change while a batch runs: checked whenever the rows change.
-        same = self.registry.same_rows(custom_param_list)
-        if not same and _watermark_on():
-            raise RuntimeError(
-                "s1kit budget forcing does not run with SGLang's --enable-watermark: the watermarking "
-                "sampler would resample forced tokens; start the server without it"
-            )
-        if not same and _overlap_lags():
-            raise RuntimeError(
-                "s1kit budget forcing needs each request's previous token before it masks the next, and "
-                "SGLang's overlap scheduler samples before it processes the previous step (output_ids one "
-                "token behind); start SGLang with SGLANG_ENABLE_DELAY_SAMPLE=1 (keeps the overlap; "
-                "sampling waits for the previous step, as SGLang does for grammars) or with "
-                "--disable-overlap-schedule"
-            )
-        return self.registry.process(logits, custom_param_list)
+        return self.registry.process(logits, custom_param_list, _check_engine)
+
+
+def _check_engine() -> None:
+    """Refuse engine settings the processor cannot run under (see the module docstring)."""
+    if _watermark_on():
+        raise RuntimeError(
+            "s1kit budget forcing does not run with SGLang's --enable-watermark: the watermarking "
+            "sampler would resample forced tokens; start the server without it"
+        )
+    if _overlap_lags():
+        raise RuntimeError(
+            "s1kit budget forcing needs each request's previous token before it masks the next, and "
+            "SGLang's overlap scheduler samples before it processes the previous step (output_ids one "
+            "token behind); start SGLang with SGLANG_ENABLE_DELAY_SAMPLE=1 (keeps the overlap; "
+            "sampling waits for the previous step, as SGLang does for grammars) or with "
+            "--disable-overlap-schedule"
+        )
 
 
 _LAGS: bool | None = None

@@ -35,14 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import (
-    FORCED_LOGIT,
-    MaskBuffers,
-    RedirectFlags,
-    apply_mask,
-    force_tokens,
-    generator_on,
-)
+from s1kit.budget.adapters.masking import FORCED_LOGIT, MaskStep, RedirectFlags
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch, Phase
 from s1kit.budget.spec import BudgetSpec
@@ -54,7 +47,6 @@ PLACEHOLDER = -1  # vLLM's async-scheduling stand-in for a token still on the de
 # forces the same way). Setting one cell instead of filling the row with -inf saves a pass over the
 # vocabulary per forced row.
 __all__ = ["FORCED_LOGIT", "PLACEHOLDER", "PersistentBatchBudget", "budget_arg", "check_request"]
-_DONE = int(Phase.DONE)  # phases from DONE up (DONE, ERROR; governed rows are never EMPTY) stop
 
 
 def budget_arg(params: Any) -> Any:
@@ -113,13 +105,12 @@ class PersistentBatchBudget:
         self._batch = BudgetBatch(capacity, max_rollback=0)
         self._req: dict[int, _Request] = {}
         self._slots = np.empty(0, np.int64)
+        self._slot_temperature: np.ndarray | None = None
         self._rows: list[tuple[int, _Request]] = []  # (index, request) per governed index, sorted
-        self._eos = np.full(capacity, -1, np.int64)
-        self._buffers = MaskBuffers(capacity, 1)
+        self._step = MaskStep(capacity, forced_logit=FORCED_LOGIT)
         self._tokens = np.empty(capacity, np.int64)
         self._temperature = np.zeros(capacity, np.float64)  # per index (0: greedy)
         self._taken = RedirectFlags()  # per index: did the last mask take its redirect
-        self._generator: torch.Generator | None = None
         # Per request (keyed by its output list, which survives preemption): the redirect flag of
         # each token fed, so that a re-added request is replayed with the same attributions. The
         # entry holds the list itself, so that its id cannot be reused by a new request's list.
@@ -151,16 +142,16 @@ class PersistentBatchBudget:
                 self._batch.swap(a, c)
                 self._taken.swap(a, c)
                 _swap_keys(self._req, a, c)
-                self._eos[[a, c]] = self._eos[[c, a]]
                 self._temperature[[a, c]] = self._temperature[[c, a]]
             else:  # one-way move a -> c: c is replaced, a is left empty
                 self._batch.move_row(a, c)
                 self._taken.move(a, c)
                 _move_key(self._req, a, c)
-                self._eos[c], self._eos[a] = self._eos[a], -1
                 self._temperature[c], self._temperature[a] = self._temperature[a], 0.0
         self._slots = np.fromiter(sorted(self._req), np.int64, len(self._req))
         self._rows = [(i, self._req[i]) for i in self._slots.tolist()]
+        temp = self._temperature[self._slots]
+        self._slot_temperature = temp if np.count_nonzero(temp > 1e-5) else None  # None: all greedy
 
     def _rebuild(self, index: int) -> None:
         req = self._req[index]
@@ -170,14 +161,12 @@ class PersistentBatchBudget:
         self._batch.process_prompt(index, req.prompt)
         self._taken.drop(index)
         req.fed = 0
-        self._eos[index] = req.spec.eos[0]
         self._temperature[index] = req.temperature
 
     def _drop(self, index: int) -> None:
         if index < self._batch.capacity:
             if self._batch.row_state(index) is not None:
                 self._batch.remove(index)
-            self._eos[index] = -1
             self._taken.drop(index)
         self._req.pop(index, None)
 
@@ -203,16 +192,19 @@ class PersistentBatchBudget:
             if n > req.fed and req.outputs[req.fed] != PLACEHOLDER:
                 pending.append((i, req))
         while pending:
-            slots = np.fromiter((i for i, _ in pending), np.int64, len(pending))
-            tokens = self._tokens[: len(pending)]
-            taken = self._taken.take(slots)
+            m = len(pending)
+            slots = self._slots if m == len(self._rows) else np.fromiter((i for i, _ in pending), np.int64, m)
+            tokens = self._tokens[:m]
+            taken = self._taken.take(slots)  # None: every flag is 0
             for k, (_, req) in enumerate(pending):
                 tokens[k] = req.outputs[req.fed]
                 if req.fed < len(req.flags):  # a replay: the recorded attribution
+                    if taken is None:
+                        taken = np.zeros(m, np.uint8)
                     taken[k] = req.flags[req.fed]
                 else:
-                    req.flags.append(int(taken[k]))
-            self._batch.advance(tokens, slots, taken if np.count_nonzero(taken) else None)
+                    req.flags.append(0 if taken is None else int(taken[k]))
+            self._batch.advance(tokens, slots, taken)
             nxt = []
             for i, req in pending:
                 req.fed += 1
@@ -225,32 +217,16 @@ class PersistentBatchBudget:
         if not self._rows:
             return logits_BV
         self.feed()
-        slots = (
-            self._slots
-            if self._rows[-1][0] < logits_BV.shape[0]
-            else self._slots[self._slots < len(logits_BV)]
-        )
-        force, redirect, ban = self._buffers.run(self._batch, slots)
-        phase = self._batch.accounting().phase[slots]
-        stop = phase >= _DONE
-        if np.count_nonzero(stop):
-            self._warn_errors(slots[phase == Phase.ERROR])
-            force[stop] = self._eos[slots[stop]]
-            redirect[stop] = -1
-        if not np.count_nonzero(redirect >= 0):  # no end attempt to redirect: no flag (take() reads 0)
-            forced = force >= 0
-            # One cell per forced row, not a pass over its vocabulary (FORCED_LOGIT).
-            if np.count_nonzero(forced):
-                force_tokens(logits_BV, slots[forced], force[forced], forced_logit=FORCED_LOGIT)
-            return logits_BV
-        # Sampled requests decide an end attempt by a draw at their temperature; greedy ones by argmax.
-        temp = self._temperature[slots]
-        self._generator = generator_on(self._generator, logits_BV.device)
-        taken = apply_mask(
-            logits_BV, slots, force, redirect, ban, sample_N=temp > 1e-5, temperature_N=temp,
-            generator=self._generator, forced_logit=FORCED_LOGIT,
-        )  # fmt: skip
-        self._taken.record(slots, taken)
+        if self._rows[-1][0] < logits_BV.shape[0]:
+            slots, temp = self._slots, self._slot_temperature
+        else:
+            slots = self._slots[self._slots < len(logits_BV)]
+            temp = self._temperature[slots]
+        step = self._step.run(self._batch, logits_BV, slots, slots, temp)
+        if step.errors:
+            self._warn_errors(slots[self._batch.accounting().phase[slots] == Phase.ERROR])
+        if step.flags_N is not None:  # else no end attempt was redirected: take() reads 0
+            self._taken.record(slots, step.flags_N)
         return logits_BV
 
     def _warn_errors(self, slots: np.ndarray) -> None:
