@@ -168,13 +168,16 @@ class EvalRunner:
         from s1kit.generate.types import Request, SamplingParams
 
         s = job.setting
+        # The caps' grace comes with the tokens that end a line (only where a setting has one).
+        grace = (
+            {"grace_tokens": s.grace_tokens, "newline_tokens": self._newline_ids} if s.grace_tokens else {}
+        )
         spec = self.base_spec.replace(
             max_thinking_tokens=s.max_thinking_tokens,
             num_extensions=s.num_extensions,
             max_answer_tokens=self.sweep_cfg.max_answer_tokens,
+            **grace,
         )
-        if s.grace_tokens:
-            spec = spec.replace(grace_tokens=s.grace_tokens, newline_tokens=self._newline_ids)
         if s.max_thinking_tokens is None and s.num_extensions == 0:
             # Only counting: without an answer prefix the spec never forces anything, not even when
             # the model ends its thinking with EOS.

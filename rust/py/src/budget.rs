@@ -208,16 +208,36 @@ fn read_rows(rows: Option<&Bound<'_, PyAny>>, buf: &mut Vec<u32>) -> PyResult<bo
     if rows.is_none() {
         return Ok(false);
     }
+    read_indices(rows, "rows", buf)?;
+    Ok(true)
+}
+
+/// Non-negative indices (slots, logits rows) given as an int32 or int64 array.
+fn read_indices(arr: &Bound<'_, PyAny>, name: &str, buf: &mut Vec<u32>) -> PyResult<()> {
     let mut tmp = Vec::new();
-    read_tokens(rows, "rows", &mut tmp)?;
+    read_tokens(arr, name, &mut tmp)?;
     buf.clear();
     for &r in &tmp {
         buf.push(
-            u32::try_from(r)
-                .map_err(|_| PyValueError::new_err(format!("rows holds {r}: slots are >= 0")))?,
+            u32::try_from(r).map_err(|_| {
+                PyValueError::new_err(format!("{name} holds {r}: indices are >= 0"))
+            })?,
         );
     }
-    Ok(true)
+    Ok(())
+}
+
+/// The row-major data of a writeable 2-D array; `what` names it in the error. (`as_slice_mut`
+/// alone also lends Fortran-ordered arrays, whose cells are not where row-major code reads them.)
+fn c_order_slice<'a, T: numpy::Element>(
+    rw: &'a mut numpy::PyReadwriteArray2<'_, T>,
+    what: &str,
+) -> PyResult<&'a mut [T]> {
+    let c_order = rw.is_c_contiguous();
+    rw.as_slice_mut()
+        .ok()
+        .filter(|_| c_order)
+        .ok_or_else(|| PyValueError::new_err(format!("{what} must be C-contiguous and writeable")))
 }
 
 /// Write `vals` into the caller's int32 or int64 output array of the same length.
@@ -396,13 +416,7 @@ impl PyBudgetBatch {
         self.out.resize(n, -1);
         self.redirect.clear();
         self.redirect.resize(n, -1);
-        // as_slice_mut also lends Fortran-ordered arrays, whose cells are not where row-major reads them.
-        let c_order = ban_rw.is_c_contiguous();
-        let ban_slice = ban_rw
-            .as_slice_mut()
-            .ok()
-            .filter(|_| c_order)
-            .ok_or_else(|| PyValueError::new_err("ban must be C-contiguous and writeable"))?;
+        let ban_slice = c_order_slice(&mut ban_rw, "ban")?;
         let r = if has_rows {
             Some(self.rows.as_slice())
         } else {
@@ -442,14 +456,7 @@ impl PyBudgetBatch {
         temperature: Option<PyReadonlyArray1<'_, f64>>,
         uniform: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<(usize, usize, usize, usize, usize)> {
-        let mut tmp = Vec::new();
-        read_tokens(logit_rows, "logit_rows", &mut tmp)?;
-        self.logit_rows.clear();
-        for &r in &tmp {
-            self.logit_rows.push(u32::try_from(r).map_err(|_| {
-                PyValueError::new_err(format!("logit_rows holds {r}: rows are >= 0"))
-            })?);
-        }
+        read_indices(logit_rows, "logit_rows", &mut self.logit_rows)?;
         let has_rows = read_rows(rows, &mut self.rows)?;
         let temperature = temperature
             .as_ref()
@@ -596,13 +603,10 @@ fn edit_with<F: Logit + numpy::Element>(
         .try_readwrite()
         .map_err(|e| borrow_err("logits", e))?;
     let vocab = rw.shape()[1];
-    // as_slice_mut also lends Fortran-ordered arrays, whose cells are not where row-major reads them.
-    let c_order = rw.is_c_contiguous();
-    let data = rw.as_slice_mut().ok().filter(|_| c_order).ok_or_else(|| {
-        PyValueError::new_err(
-            "logits must be C-contiguous and writeable (a (rows, vocab) array; use np.ascontiguousarray)",
-        )
-    })?;
+    let data = c_order_slice(
+        &mut rw,
+        "logits (a (rows, vocab) array; use np.ascontiguousarray)",
+    )?;
     batch
         .mask_logits(slots, logit_rows, data, vocab, options, flags)
         .map_err(to_py_err)

@@ -53,13 +53,23 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from s1kit.budget.batch import BudgetBatch, Stopped
+from s1kit.budget.batch import BudgetBatch
 
 # A forced token's logit where one cell is set (see the module docstring): every other finite logit
 # then has probability exactly 0 after temperature and normalization (vLLM's own thinking budget
 # forces the same way). Dtypes that hold it with room for a division by a temperature down to 1e-6:
 FORCED_LOGIT = 1.0e9
 _ONE_CELL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
+# vLLM's threshold: a request with a lower sampling temperature is decoded greedily.
+GREEDY_BELOW = 1e-5
+
+
+def sampled_temperatures(temperature_N: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """``temperature_N`` when some entry is sampled (not below :data:`GREEDY_BELOW`), else None
+    (every entry is greedy): what :meth:`MaskStep.run` takes."""
+    return temperature_N if np.count_nonzero(temperature_N >= GREEDY_BELOW) else None
 
 
 class MaskBuffers:
@@ -69,22 +79,21 @@ class MaskBuffers:
         self.resize(capacity, width)
 
     def resize(self, capacity: int, width: int) -> None:
-        self.stopped = Stopped(0, 0)
         self.force = np.empty(capacity, np.int64)
         self.redirect = np.empty(capacity, np.int64)
         self.ban = np.empty((capacity, max(width, 1)), np.int32)
 
-    def run(
-        self, batch: BudgetBatch, slots_N: npt.NDArray[np.int64], *, stop_finished: bool = False
-    ) -> tuple[np.ndarray, ...]:
-        """Mask the slots ``slots_N``; returns views ``(force_N, redirect_N, ban_NK)``. The rows
-        ``stop_finished`` stopped (:meth:`BudgetBatch.mask`) are in :attr:`stopped` afterwards."""
-        n = len(slots_N)
+    def views(self, batch: BudgetBatch, n: int) -> tuple[np.ndarray, ...]:
+        """``(force_N, redirect_N, ban_NK)`` for ``n`` entries of ``batch``'s mask (grown as needed)."""
         width = max(batch.ban_width, 1)
         if n > len(self.force) or width > self.ban.shape[1]:
             self.resize(max(n, len(self.force)), max(width, self.ban.shape[1]))
-        force, redirect, ban = self.force[:n], self.redirect[:n], self.ban[:n]
-        self.stopped = batch.mask(force, redirect, ban, slots_N, stop_finished=stop_finished)
+        return self.force[:n], self.redirect[:n], self.ban[:n]
+
+    def run(self, batch: BudgetBatch, slots_N: npt.NDArray[np.int64]) -> tuple[np.ndarray, ...]:
+        """Mask the slots ``slots_N``; returns views ``(force_N, redirect_N, ban_NK)``."""
+        force, redirect, ban = self.views(batch, len(slots_N))
+        batch.mask(force, redirect, ban, slots_N)
         return force, redirect, ban
 
 
@@ -254,11 +263,10 @@ class MaskStep:
         temperature_N: npt.NDArray[np.float64] | None,
     ) -> StepFlags:
         """Edit logits row ``rows_N[i]`` for slot ``slots_N[i]`` in place; ``temperature_N``: per
-        entry, the temperature the stack samples that row at after this edit (<= 1e-5: greedy;
-        ``None``: every row is greedy)."""
+        entry, the temperature the stack samples that row at after this edit (below
+        :data:`GREEDY_BELOW`: greedy), or None when every row is greedy (:func:`sampled_temperatures`
+        gives one or the other)."""
         n = len(slots_N)
-        if temperature_N is not None and not np.count_nonzero(temperature_N > 1e-5):
-            temperature_N = None
         if (
             HOST_EDIT
             and logits_BV.is_cpu
@@ -276,12 +284,12 @@ class MaskStep:
             else:
                 edit = batch.mask_logits(
                     logits_BV.numpy(), rows_N, flags, slots_N, forced_logit=self.forced_logit,
-                    temperature_N=np.where(temperature_N > 1e-5, temperature_N, 0.0),
+                    temperature_N=np.where(temperature_N >= GREEDY_BELOW, temperature_N, 0.0),
                     uniform_N=self._rng.random(n),
                 )  # fmt: skip
             return StepFlags(flags if edit.flagged else None, edit.stopped_error)
-        force, redirect, ban = self._buffers.run(batch, slots_N, stop_finished=True)
-        errors = self._buffers.stopped.error
+        force, redirect, ban = self._buffers.views(batch, n)
+        errors = batch.mask(force, redirect, ban, slots_N, stop_finished=True).error
         if not np.count_nonzero(redirect >= 0):  # no end attempt to redirect: no flag
             forced = force >= 0
             if np.count_nonzero(forced):
@@ -290,7 +298,7 @@ class MaskStep:
         self._generator = generator_on(self._generator, logits_BV.device)
         taken = apply_mask(
             logits_BV, rows_N, force, redirect, ban,
-            sample_N=None if temperature_N is None else temperature_N > 1e-5,
+            sample_N=None if temperature_N is None else temperature_N >= GREEDY_BELOW,
             temperature_N=temperature_N, generator=self._generator, forced_logit=self.forced_logit,
         )  # fmt: skip
         return StepFlags(taken, errors, redirect >= 0)

@@ -67,7 +67,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import FORCED_LOGIT, MaskStep, RedirectFlags, StepFlags
+from s1kit.budget.adapters.masking import (
+    FORCED_LOGIT,
+    MaskStep,
+    RedirectFlags,
+    StepFlags,
+    sampled_temperatures,
+)
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch
 
@@ -249,10 +255,9 @@ class BudgetRegistry:
         governed = slots[rows]
         listed = governed.tolist()
         entries = [self._entries[s] for s in listed]
-        temp = self._temperature[governed]
         found = _Rows(
             slots, rows, governed, [self._req[s] for s in listed], entries,
-            temp if np.count_nonzero(temp > 1e-5) else None,
+            sampled_temperatures(self._temperature[governed]),
         )  # fmt: skip
         self._last = (ids, list(params_B), found)
         return found

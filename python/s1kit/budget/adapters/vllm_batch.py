@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s1kit.budget.adapters.masking import FORCED_LOGIT, MaskStep, RedirectFlags
+from s1kit.budget.adapters.masking import FORCED_LOGIT, MaskStep, RedirectFlags, sampled_temperatures
 from s1kit.budget.adapters.params import KEY, spec_from_params
 from s1kit.budget.batch import BudgetBatch, Phase
 from s1kit.budget.spec import BudgetSpec
@@ -150,8 +150,7 @@ class PersistentBatchBudget:
                 self._temperature[c], self._temperature[a] = self._temperature[a], 0.0
         self._slots = np.fromiter(sorted(self._req), np.int64, len(self._req))
         self._rows = [(i, self._req[i]) for i in self._slots.tolist()]
-        temp = self._temperature[self._slots]
-        self._slot_temperature = temp if np.count_nonzero(temp > 1e-5) else None  # None: all greedy
+        self._slot_temperature = sampled_temperatures(self._temperature[self._slots])  # None: all greedy
 
     def _rebuild(self, index: int) -> None:
         req = self._req[index]
@@ -221,7 +220,7 @@ class PersistentBatchBudget:
             slots, temp = self._slots, self._slot_temperature
         else:
             slots = self._slots[self._slots < len(logits_BV)]
-            temp = self._temperature[slots]
+            temp = sampled_temperatures(self._temperature[slots])
         step = self._step.run(self._batch, logits_BV, slots, slots, temp)
         if step.errors:
             self._warn_errors(slots[self._batch.accounting().phase[slots] == Phase.ERROR])

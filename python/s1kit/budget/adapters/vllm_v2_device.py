@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s1kit.budget.adapters.masking import GREEDY_BELOW
 from s1kit.budget.adapters.vllm_batch import FORCED_LOGIT, check_request
 from s1kit.budget.batch import BudgetBatch, Phase, RowError
 from s1kit.budget.spec import BudgetSpec
@@ -63,7 +64,6 @@ from s1kit.budget.tensor import (
     budget_step_,
 )
 
-GREEDY_BELOW = 1e-5  # vLLM's threshold: a request with a lower temperature is greedy
 _S = {n: i for i, n in enumerate(STATE_FIELDS)}
 _P = {n: i for i, n in enumerate(PARAM_FIELDS)}
 PRE_THINK, THINKING, ANSWER, DONE, ERROR = (int(p) for p in Phase if p <= Phase.ERROR)

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::row::{Phase, Plan, RowState};
+use super::row::{MaskPlan, RowState};
 use super::spec::CompiledSpec;
 use crate::error::{Error, Result};
 
@@ -215,11 +215,6 @@ impl BudgetBatch {
         self.slots[slot].as_ref().map(|r| (&*r.spec, &r.state))
     }
 
-    /// Check a per-step call's entries: `n` of them, one per slot or one per slot in `rows`.
-    pub(crate) fn check_entries(&self, n: usize, rows: Option<&[u32]>) -> Result<()> {
-        self.entries(n, rows)
-    }
-
     /// The spec of the row in `slot`, if any.
     pub fn spec(&self, slot: usize) -> Option<&Arc<CompiledSpec>> {
         self.slots.get(slot)?.as_ref().map(|r| &r.spec)
@@ -235,7 +230,8 @@ impl BudgetBatch {
             .unwrap_or(0)
     }
 
-    fn entries(&self, n: usize, rows: Option<&[u32]>) -> Result<()> {
+    /// Check a per-step call's entries: `n` of them, one per slot or one per slot in `rows`.
+    pub(crate) fn entries(&self, n: usize, rows: Option<&[u32]>) -> Result<()> {
         match rows {
             None if n != self.slots.len() => Err(Error::InvalidArgument(format!(
                 "expected one token per slot ({}), got {n}; pass `rows` to step a subset",
@@ -348,23 +344,18 @@ impl BudgetBatch {
             let Some(row) = &self.slots[slot] else {
                 continue;
             };
-            match row.state.plan(&row.spec) {
-                Plan::Idle => match row.state.stop_token(&row.spec) {
-                    Some(eos) if stop_finished => {
-                        out.force[i] = eos as i32;
-                        if row.state.phase == Phase::Error {
-                            stopped.1 += 1;
-                        } else {
-                            stopped.0 += 1;
-                        }
+            match row.state.mask_plan(&row.spec, stop_finished) {
+                MaskPlan::Nothing => {}
+                MaskPlan::Force(t) => out.force[i] = t as i32,
+                MaskPlan::Stop { eos, error } => {
+                    out.force[i] = eos as i32;
+                    if error {
+                        stopped.1 += 1;
+                    } else {
+                        stopped.0 += 1;
                     }
-                    _ => {}
-                },
-                Plan::Force(t) => out.force[i] = t as i32,
-                Plan::Free(redirect) => {
-                    let Some(target) = row.state.redirect_target(&row.spec, redirect) else {
-                        continue;
-                    };
+                }
+                MaskPlan::Redirect { target, redirect } => {
                     out.redirect[i] = target as i32;
                     let ban = &mut out.ban[i * out.width..(i + 1) * out.width];
                     let mut k = 0;

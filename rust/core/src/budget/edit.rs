@@ -26,7 +26,7 @@
 //! error nothing is edited.
 
 use super::batch::BudgetBatch;
-use super::row::{Phase, Plan};
+use super::row::MaskPlan;
 use crate::error::{Error, Result};
 
 /// A float type that host logits may have.
@@ -111,7 +111,7 @@ impl BudgetBatch {
         flags: &mut [u8],
     ) -> Result<EditSummary> {
         let n = logit_rows.len();
-        self.check_entries(n, slots)?;
+        self.entries(n, slots)?;
         self.check_edit(slots, logit_rows, logits.len(), vocab, options, flags.len())?;
         let mut summary = EditSummary::default();
         let mut banned: Vec<u32> = Vec::new();
@@ -122,26 +122,21 @@ impl BudgetBatch {
                 continue;
             };
             let row = &mut logits[lr as usize * vocab..(lr as usize + 1) * vocab];
-            match state.plan(spec) {
-                Plan::Idle => match state.stop_token(spec) {
-                    Some(eos) if options.stop_finished => {
-                        write_forced(row, eos as usize, options.forced);
-                        if state.phase == Phase::Error {
-                            summary.stopped_error += 1;
-                        } else {
-                            summary.stopped_done += 1;
-                        }
-                    }
-                    _ => {}
-                },
-                Plan::Force(t) => {
+            match state.mask_plan(spec, options.stop_finished) {
+                MaskPlan::Nothing => {}
+                MaskPlan::Force(t) => {
                     write_forced(row, t as usize, options.forced);
                     summary.forced += 1;
                 }
-                Plan::Free(redirect) => {
-                    let Some(target) = state.redirect_target(spec, redirect) else {
-                        continue;
-                    };
+                MaskPlan::Stop { eos, error } => {
+                    write_forced(row, eos as usize, options.forced);
+                    if error {
+                        summary.stopped_error += 1;
+                    } else {
+                        summary.stopped_done += 1;
+                    }
+                }
+                MaskPlan::Redirect { target, redirect } => {
                     banned.clear();
                     state.for_each_ban(spec, redirect, |t| banned.push(t));
                     let temperature = options.temperature.map_or(0.0, |t| t[i]);
@@ -239,8 +234,8 @@ fn redirect_edit<F: Logit>(
         for &t in banned {
             let x_b = row[t as usize].get();
             flag |= x_b > x_t || (x_b == x_t && t < target);
-            if x_b.is_nan() || x_b > best {
-                best = if best.is_nan() { best } else { x_b };
+            if !best.is_nan() && (x_b.is_nan() || x_b > best) {
+                best = x_b; // a NaN, once taken, stays (as torch.amax propagates it)
             }
         }
         (flag, best)
@@ -254,11 +249,8 @@ fn redirect_edit<F: Logit>(
 
 fn logsumexp(xs: impl Iterator<Item = f64> + Clone) -> f64 {
     let m = xs.clone().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY || m.is_nan() {
-        return m;
-    }
-    if m == f64::INFINITY {
-        return m;
+    if !m.is_finite() {
+        return m; // every value -inf (or none), one +inf, or every value NaN
     }
     m + xs.map(|x| (x - m).exp()).sum::<f64>().ln()
 }

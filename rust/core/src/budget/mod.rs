@@ -93,6 +93,6 @@ pub mod tables;
 pub use batch::{BudgetBatch, MaskOut};
 pub use edit::{EditOptions, EditSummary, ForcedWrite, Logit};
 pub use matcher::Matcher;
-pub use row::{Forcing, Phase, Plan, Redirect, RowError, RowState};
+pub use row::{Forcing, MaskPlan, Phase, Plan, Redirect, RowError, RowState};
 pub use spec::{BudgetSpec, CompiledSpec};
 pub use tables::{BatchTables, StateArrays};

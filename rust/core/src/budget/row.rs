@@ -71,6 +71,21 @@ pub enum Redirect {
     EosToAnswer,
 }
 
+/// What mask mode asks of a row this step ([`RowState::mask_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskPlan {
+    /// Nothing: whatever the stack samples stands.
+    Nothing,
+    /// The row must emit this token.
+    Force(u32),
+    /// The row is done (`error: false`) or in its error phase: emit this EOS id, so that the
+    /// stack's own EOS check ends the request.
+    Stop { eos: u32, error: bool },
+    /// Ban the end attempts ([`RowState::for_each_ban`] with `redirect`) and give their
+    /// probability to `target`.
+    Redirect { target: u32, redirect: Redirect },
+}
+
 /// The full state of one row. Counters are in tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowState {
@@ -244,12 +259,28 @@ impl RowState {
         }
     }
 
-    /// The token that stops this row once it is done or in its error phase, in a stack that ends a
-    /// request on EOS: the spec's first EOS id (`None` for other phases, or a spec without EOS).
-    pub fn stop_token(&self, c: &CompiledSpec) -> Option<u32> {
-        match self.phase {
-            Phase::Done | Phase::Error => c.eos().first().copied(),
-            _ => None,
+    /// What mask mode asks of this row this step: [`Self::plan`] with the redirect target resolved,
+    /// and, with `stop_finished`, a done or error row stopped with its spec's first EOS id (a spec
+    /// without EOS ids leaves it alone).
+    pub fn mask_plan(&self, c: &CompiledSpec, stop_finished: bool) -> MaskPlan {
+        match self.plan(c) {
+            Plan::Idle => match c.eos().first() {
+                Some(&eos) if stop_finished && matches!(self.phase, Phase::Done | Phase::Error) => {
+                    MaskPlan::Stop {
+                        eos,
+                        error: self.phase == Phase::Error,
+                    }
+                }
+                _ => MaskPlan::Nothing,
+            },
+            Plan::Force(t) => MaskPlan::Force(t),
+            Plan::Free(redirect) => {
+                self.redirect_target(c, redirect)
+                    .map_or(MaskPlan::Nothing, |target| MaskPlan::Redirect {
+                        target,
+                        redirect,
+                    })
+            }
         }
     }
 
